@@ -1,0 +1,12 @@
+"""The HTTP API: one blueprint per resource, registered from this list."""
+
+from api import agreements, auth, cases, partner, payments, registry
+
+BLUEPRINTS = (
+    auth.blp,
+    cases.blp,
+    agreements.blp,
+    payments.blp,
+    registry.blp,
+    partner.blp,
+)

@@ -1,0 +1,35 @@
+"""The database models, in the order their tables are created."""
+
+from models.cases import (
+    Case,
+    Citizen,
+    Delegation,
+    RefreshToken,
+    Transfer,
+    TransferEvent,
+)
+from models.outbox import OutboxMessage, PartnerMessage
+from models.payments import Payment
+from models.registry import Business, Party, Unit, UnitCode
+from models.utilities import AccountLink, Agreement, Utility
+
+ALL_MODELS = (
+    Unit,
+    UnitCode,
+    Business,
+    Party,
+    Utility,
+    AccountLink,
+    Agreement,
+    Citizen,
+    RefreshToken,
+    Case,
+    Transfer,
+    TransferEvent,
+    Delegation,
+    Payment,
+    OutboxMessage,
+    PartnerMessage,
+)
+
+__all__ = [model.__name__ for model in ALL_MODELS] + ["ALL_MODELS"]

@@ -1,0 +1,67 @@
+"""One error shape for every failure the API returns.
+
+{"status": 422, "code": "validation_failed", "message": "...",
+ "errors": {...}, "request_id": "..."}
+"""
+
+import logging
+
+from flask import g, jsonify
+from werkzeug.exceptions import HTTPException
+
+from services.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+HTTP_MESSAGES = {
+    400: ("bad_request", "请求格式有误，请检查请求体是否为合法的 JSON。"),
+    401: ("unauthorized", "请先登录。"),
+    403: ("forbidden", "无权进行此操作。"),
+    404: ("not_found", "请求的资源不存在。"),
+    405: ("method_not_allowed", "该地址不支持此请求方法。"),
+    409: ("conflict", "当前状态下不能进行此操作。"),
+    413: ("payload_too_large", "请求内容过大。"),
+    415: ("unsupported_media_type", "请使用 Content-Type: application/json。"),
+    422: ("validation_failed", "请求内容未通过校验，请按 errors 中的说明修改。"),
+    429: ("too_many_requests", "请求过于频繁，请稍后再试。"),
+}
+
+
+def error_response(status, code, message, errors=None):
+    body = {
+        "status": status,
+        "code": code,
+        "message": message,
+        "request_id": getattr(g, "request_id", None),
+    }
+    if errors:
+        body["errors"] = errors
+    return jsonify(body), status
+
+
+def handle_service_error(error):
+    log.info("request failed status=%s code=%s", error.status, error.code)
+    return error_response(error.status, error.code, error.message, error.errors)
+
+
+def handle_http_error(error):
+    code, message = HTTP_MESSAGES.get(error.code, ("http_error", error.description))
+    errors = None
+    data = getattr(error, "data", None)
+    if data and "messages" in data:
+        errors = data["messages"]
+    elif error.code == 400 and error.description:
+        errors = {"body": [error.description]}
+    return error_response(error.code, code, message, errors)
+
+
+def handle_unexpected(error):
+    log.exception("unhandled error")
+    return error_response(500, "internal_error", "服务内部错误，请稍后再试。")
+
+
+def init_app(app):
+    """Register the handlers; call after flask-smorest's, which they replace."""
+    app.register_error_handler(ServiceError, handle_service_error)
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(Exception, handle_unexpected)

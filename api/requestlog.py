@@ -1,0 +1,64 @@
+"""A request id on every request and every log line written during it."""
+
+import logging
+import re
+import time
+import uuid
+
+from flask import g, request
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class RequestContextFilter(logging.Filter):
+    """Add `request_id` and `case_id` to each record, or `-` outside a request."""
+
+    def filter(self, record):
+        from flask import has_request_context
+
+        if has_request_context():
+            record.request_id = getattr(g, "request_id", "-")
+            record.case_id = getattr(g, "case_id", "-")
+        else:
+            record.request_id = getattr(record, "request_id", "-")
+            record.case_id = getattr(record, "case_id", "-")
+        return True
+
+
+def init_app(app):
+    @app.before_request
+    def assign_request_id():
+        given = request.headers.get("X-Request-Id", "")
+        valid = REQUEST_ID_PATTERN.match(given)
+        g.request_id = given if valid else uuid.uuid4().hex
+        g.started = time.monotonic()
+
+    @app.after_request
+    def log_request(response):
+        elapsed_ms = (time.monotonic() - g.get("started", time.monotonic())) * 1000
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        log.info(
+            "%s %s status=%s ms=%.1f",
+            request.method,
+            request.path,
+            response.status_code,
+            elapsed_ms,
+        )
+        return response
+
+
+def configure_logging(level=logging.INFO):
+    """Send one line per event to stderr with the request and case ids."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestContextFilter())
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s "
+            "[req=%(request_id)s case=%(case_id)s] %(message)s"
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

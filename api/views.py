@@ -1,0 +1,257 @@
+"""Response schemas and the builders that mask personal data for the caller."""
+
+from marshmallow import Schema, fields
+
+from api.fields import LocalDateTime, to_local
+from domain.masking import mask_address, mask_id_number, mask_name
+from models import Party, Transfer, TransferEvent
+from models.fields import data_keys
+from services import timeline
+
+
+class PersonView(Schema):
+    name = fields.String()
+    id_type = fields.String()
+    id_number = fields.String()
+    is_me = fields.Boolean()
+
+
+class TransferSchema(Schema):
+    transfer_id = fields.Integer()
+    service_org = fields.String()
+    utility_kind = fields.String()
+    connection = fields.String()
+    account_no = fields.String()
+    holder_name = fields.String(allow_none=True)
+    holder_id_numbers = fields.List(fields.String())
+    holder_relation = fields.String(
+        metadata={"description": "owner, previous_owner or other (an earlier holder)"}
+    )
+    account_address = fields.String(allow_none=True)
+    added_by_applicant = fields.Boolean()
+    account_confirmed = fields.Boolean()
+    agreement_accepted = fields.Boolean()
+    agreement_version = fields.Integer(allow_none=True)
+    arrears_fen = fields.Integer(allow_none=True)
+    status = fields.String()
+    status_label = fields.String()
+    return_reason = fields.String(allow_none=True)
+
+
+class CaseSummarySchema(Schema):
+    case_id = fields.Integer()
+    business_no = fields.String()
+    business_type = fields.String()
+    location = fields.String()
+    status = fields.String()
+    opened_at = fields.String()
+
+
+class CaseSchema(CaseSummarySchema):
+    unit_code = fields.String()
+    certificate_no = fields.String(allow_none=True)
+    registration_status = fields.String()
+    owners = fields.List(fields.Nested(PersonView))
+    previous_owners = fields.List(fields.Nested(PersonView))
+    submitted_at = fields.String(allow_none=True)
+    transfers = fields.List(fields.Nested(TransferSchema))
+
+
+class ArrearsSchema(Schema):
+    transfer_id = fields.Integer(attribute="transfer.id")
+    service_org = fields.String(attribute="transfer.utility.service_org")
+    account_no = fields.String(attribute="transfer.account_no")
+    arrears_fen = fields.Integer(allow_none=True)
+    arrears_display = fields.Method("display")
+    state = fields.String(
+        metadata={
+            "description": "owed, clear, paid_pending, unavailable or not_connected"
+        }
+    )
+
+    def display(self, answer):
+        amount = answer["arrears_fen"]
+        return None if amount is None else f"¥{amount / 100:.2f}"
+
+
+class PaymentSchema(Schema):
+    payment_id = fields.Integer(attribute="id")
+    transfer_id = fields.Integer(attribute="transfer_id")
+    provider = fields.String()
+    out_trade_no = fields.String()
+    amount_fen = fields.Integer()
+    amount_display = fields.Method("display")
+    service_org = fields.String(attribute="transfer.utility.service_org")
+    status = fields.String()
+    code_url = fields.String(allow_none=True)
+    qr_png = fields.Method("png_path")
+    qr_svg = fields.Method("svg_path")
+    expires_at = LocalDateTime()
+    paid_at = LocalDateTime(allow_none=True)
+
+    def display(self, payment):
+        return f"¥{payment.amount_fen / 100:.2f}"
+
+    def png_path(self, payment):
+        return f"/api/v1/payments/{payment.id}/qr.png"
+
+    def svg_path(self, payment):
+        return f"/api/v1/payments/{payment.id}/qr.svg"
+
+
+class EventSchema(Schema):
+    status = fields.String()
+    label = fields.String()
+    actor = fields.String()
+    note = fields.String(allow_none=True)
+    return_reason = fields.String(allow_none=True)
+    occurred_at = fields.String()
+
+
+class TransferProgressSchema(Schema):
+    transfer_id = fields.Integer()
+    service_org = fields.String()
+    account_no = fields.String()
+    status = fields.String()
+    status_label = fields.String()
+    return_reason = fields.String(allow_none=True)
+    events = fields.List(fields.Nested(EventSchema))
+
+
+class ProgressSchema(Schema):
+    case_id = fields.Integer()
+    status = fields.String()
+    transfers = fields.List(fields.Nested(TransferProgressSchema))
+
+
+def person_view(party, viewer):
+    is_me = party.id_index == viewer.id_index
+    return {
+        "name": party.name if is_me else mask_name(party.name),
+        "id_type": party.id_type,
+        "id_number": party.id_number if is_me else mask_id_number(party.id_number),
+        "is_me": is_me,
+    }
+
+
+def _parties(business):
+    return list(
+        Party.select().where(Party.business == business).order_by(Party.position)
+    )
+
+
+def case_summary(case):
+    business = case.business
+    return {
+        "case_id": case.id,
+        "business_no": business.business_no,
+        "business_type": business.business_type,
+        "location": business.location,
+        "status": case.status,
+        "opened_at": to_local(case.opened_at),
+    }
+
+
+def case_view(case, viewer):
+    business = case.business
+    parties = _parties(business)
+    view = case_summary(case)
+    view.update(
+        unit_code=business.unit.unit_code,
+        certificate_no=business.certificate_no,
+        registration_status=business.registration_status,
+        owners=[person_view(p, viewer) for p in parties if p.role == "owner"],
+        previous_owners=[
+            person_view(p, viewer) for p in parties if p.role == "previous_owner"
+        ],
+        submitted_at=to_local(case.submitted_at),
+        transfers=transfer_views(case, viewer, parties),
+    )
+    return view
+
+
+def holder_relation(holder_ids, parties):
+    """Say who holds the account: an owner, a previous owner, or someone earlier."""
+    indexes = {data_keys.blind_index(number) for number in holder_ids or []}
+    roles = {p.role for p in parties if p.id_index in indexes}
+    for role in ("owner", "previous_owner"):
+        if role in roles:
+            return role
+    return "other"
+
+
+def transfer_view(transfer, viewer, parties=None):
+    parties = parties if parties is not None else _parties(transfer.case.business)
+    link = transfer.account
+    holder_ids = (link.holder_id_numbers if link else None) or []
+    viewer_is_holder = viewer.id_number in holder_ids
+    return {
+        "transfer_id": transfer.id,
+        "service_org": transfer.utility.service_org,
+        "utility_kind": transfer.utility.kind,
+        "connection": transfer.utility.connection,
+        "account_no": transfer.account_no,
+        "holder_name": _maybe(link and link.holder_name, mask_name, viewer_is_holder),
+        "holder_id_numbers": [
+            _maybe(number, mask_id_number, number == viewer.id_number)
+            for number in holder_ids
+        ],
+        "holder_relation": holder_relation(holder_ids, parties),
+        "account_address": _maybe(
+            link and link.account_address, mask_address, viewer_is_holder
+        ),
+        "added_by_applicant": transfer.added_by_applicant,
+        "account_confirmed": transfer.account_confirmed,
+        "agreement_accepted": transfer.agreement_accepted_at is not None,
+        "agreement_version": transfer.agreement.version if transfer.agreement else None,
+        "arrears_fen": transfer.arrears_fen,
+        "status": transfer.status,
+        "status_label": timeline.status_label(transfer.status),
+        "return_reason": transfer.return_reason,
+    }
+
+
+def _maybe(value, mask, is_owner):
+    if not value:
+        return value or None
+    return value if is_owner else mask(value)
+
+
+def transfer_views(case, viewer, parties=None):
+    parties = parties if parties is not None else _parties(case.business)
+    return [
+        transfer_view(t, viewer, parties) for t in case.transfers.order_by(Transfer.id)
+    ]
+
+
+def progress_view(case):
+    transfers = []
+    for transfer in case.transfers.order_by(Transfer.id):
+        events = (
+            TransferEvent.select()
+            .where(TransferEvent.transfer == transfer)
+            .order_by(TransferEvent.occurred_at, TransferEvent.id)
+        )
+        transfers.append(
+            {
+                "transfer_id": transfer.id,
+                "service_org": transfer.utility.service_org,
+                "account_no": transfer.account_no,
+                "status": transfer.status,
+                "status_label": timeline.status_label(transfer.status),
+                "return_reason": transfer.return_reason,
+                "events": [
+                    {
+                        "status": event.status,
+                        "label": timeline.NOTES.get(event.status)
+                        or timeline.status_label(event.status),
+                        "actor": event.actor,
+                        "note": event.note,
+                        "return_reason": event.return_reason,
+                        "occurred_at": to_local(event.occurred_at),
+                    }
+                    for event in events
+                ],
+            }
+        )
+    return {"case_id": case.id, "status": case.status, "transfers": transfers}

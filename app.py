@@ -1,0 +1,45 @@
+"""The Flask application factory."""
+
+import base64
+import logging
+
+from flask import Flask
+from flask_smorest import Api
+
+import api
+import models.db
+from api import errors, requestlog
+from models.fields import data_keys
+from settings import load_settings, parse_data_keys, read_partner_secrets
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config=None):
+    """Build the app from defaults, the environment and `config`."""
+    app = Flask(__name__)
+    app.config.update(load_settings(config))
+    app.config.update(
+        API_TITLE="Lianban",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        JSON_AS_ASCII=False,
+    )
+    app.json.ensure_ascii = False
+    app.config["PARTNER_SECRETS"] = read_partner_secrets(
+        app.config["PARTNER_SECRETS_FILE"]
+    )
+    data_keys.configure(
+        parse_data_keys(app.config["DATA_KEYS"]),
+        base64.b64decode(app.config["INDEX_KEY"]),
+    )
+
+    models.db.init_app(app)
+    requestlog.init_app(app)
+    rest = Api(app)
+    errors.init_app(app)
+    for blueprint in api.BLUEPRINTS:
+        rest.register_blueprint(blueprint, url_prefix="/api/v1")
+    return app

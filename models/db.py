@@ -1,0 +1,65 @@
+"""The database handle, bound at startup from `DATABASE_URL`."""
+
+import logging
+
+import peewee
+from playhouse.db_url import connect
+
+log = logging.getLogger(__name__)
+
+database = peewee.DatabaseProxy()
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "busy_timeout": 5000,
+    "synchronous": "normal",
+}
+
+
+def connect_database(url):
+    """Open the database that `url` names and bind the proxy to it."""
+    if url.startswith("sqlite"):
+        db = connect(url, pragmas=SQLITE_PRAGMAS)
+    else:
+        db = connect(url)
+    database.initialize(db)
+    log.info("database bound backend=%s", type(db).__name__)
+    return db
+
+
+def is_sqlite():
+    return isinstance(database.obj, peewee.SqliteDatabase)
+
+
+def init_app(app):
+    """Bind the database and give each request its own connection."""
+    connect_database(app.config["DATABASE_URL"])
+
+    @app.before_request
+    def open_connection():
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_appcontext
+    def close_connection(exc):
+        if not database.is_closed():
+            database.close()
+
+
+def locked(query):
+    """Add FOR UPDATE where the backend has it; SQLite locks the whole file."""
+    if is_sqlite():
+        return query
+    return query.for_update()
+
+
+def transaction():
+    """Open a transaction for one use case.
+
+    SQLite takes the write lock at BEGIN, because a read transaction that later
+    writes fails at once with "database is locked" when another writer holds
+    the lock, whatever the busy timeout.
+    """
+    if is_sqlite():
+        return database.atomic(lock_type="IMMEDIATE")
+    return database.atomic()

@@ -1,0 +1,23 @@
+"""Payment orders for a transfer's arrears."""
+
+import peewee
+
+from models.base import BaseModel, utcnow
+from models.cases import Transfer
+
+
+class Payment(BaseModel):
+    """A provider order for the arrears of one transfer."""
+
+    transfer = peewee.ForeignKeyField(Transfer, backref="payments")
+    provider = peewee.CharField(max_length=16, default="wechatpay")
+    out_trade_no = peewee.CharField(max_length=32, unique=True)
+    amount_fen = peewee.IntegerField()
+    description = peewee.CharField(max_length=127)
+    status = peewee.CharField(max_length=16, default="pending")
+    code_url = peewee.CharField(max_length=255, null=True)
+    expires_at = peewee.DateTimeField()
+    transaction_id = peewee.CharField(max_length=64, null=True, unique=True)
+    paid_at = peewee.DateTimeField(null=True)
+    reported_at = peewee.DateTimeField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)

@@ -1,0 +1,119 @@
+"""The client for utility systems: accounts, arrears, payments and pushes."""
+
+import logging
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from partners.http import PartnerError, SignedClient, read_json
+
+log = logging.getLogger(__name__)
+
+
+class AccountNotFound(PartnerError):
+    """The utility has no account with that number."""
+
+
+@dataclass(frozen=True)
+class Account:
+    account_no: str
+    holder_name: str
+    holder_id_numbers: list
+    account_address: str
+    status: str
+    direct_debit: bool
+
+
+def _expect_fields(partner, data, fields):
+    missing = [name for name in fields if name not in data]
+    if missing:
+        log.warning(
+            "partner answer lacks fields partner=%s fields=%s", partner, missing
+        )
+        raise PartnerError(partner, f"answer lacks {', '.join(missing)}")
+
+
+class UtilityClient(SignedClient):
+    """Calls one utility at its base URL, signing with its shared secret."""
+
+    def get_account(self, account_no):
+        """Return the account's holder and address, or raise AccountNotFound."""
+        response = self.request("GET", f"/accounts/{quote(account_no, safe='')}")
+        if response.status_code == 404:
+            raise AccountNotFound(
+                self.partner, "account not found", status=404, retryable=False
+            )
+        data = self._ok(response)
+        _expect_fields(
+            self.partner, data, ("account_no", "holder_name", "account_address")
+        )
+        return Account(
+            account_no=data["account_no"],
+            holder_name=data["holder_name"],
+            holder_id_numbers=list(data.get("holder_id_numbers") or []),
+            account_address=data["account_address"],
+            status=data.get("status", "active"),
+            direct_debit=bool(data.get("direct_debit", False)),
+        )
+
+    def get_arrears(self, account_no):
+        """Return the amount owed on the account, in fen."""
+        path = f"/accounts/{quote(account_no, safe='')}/arrears"
+        response = self.request("GET", path)
+        if response.status_code == 404:
+            raise AccountNotFound(
+                self.partner, "account not found", status=404, retryable=False
+            )
+        data = self._ok(response)
+        _expect_fields(self.partner, data, ("arrears_fen",))
+        arrears = data["arrears_fen"]
+        if not isinstance(arrears, int) or isinstance(arrears, bool) or arrears < 0:
+            log.warning(
+                "partner sent invalid arrears partner=%s account=%s",
+                self.partner,
+                account_no,
+            )
+            raise PartnerError(self.partner, "arrears_fen is not a whole fen amount")
+        return arrears
+
+    def report_payment(self, account_no, payment_id, amount_fen, paid_at):
+        """Tell the utility that the hub collected a payment for the account."""
+        path = f"/accounts/{quote(account_no, safe='')}/payments"
+        payload = {
+            "payment_id": payment_id,
+            "amount_fen": amount_fen,
+            "paid_at": paid_at,
+        }
+        return self._ok(self.request("POST", path, payload))
+
+    def push_transfer(self, payload, message_id):
+        """Push one Annex 2 transfer; the utility answers at once, reports later."""
+        return self._ok(self.request("POST", "/transfers", payload, message_id))
+
+    def _ok(self, response):
+        if 200 <= response.status_code < 300:
+            data = read_json(self.partner, response)
+            if not isinstance(data, dict):
+                raise PartnerError(self.partner, "answer is not a JSON object")
+            return data
+        code = message = None
+        try:
+            body = response.json()
+            code, message = body.get("code"), body.get("message")
+        except (ValueError, AttributeError):
+            log.warning(
+                "partner error body is not a JSON object partner=%s", self.partner
+            )
+        log.warning(
+            "partner refused partner=%s status=%s code=%s message=%s",
+            self.partner,
+            response.status_code,
+            code,
+            message,
+        )
+        raise PartnerError(
+            self.partner,
+            f"HTTP {response.status_code}",
+            status=response.status_code,
+            code=code,
+            retryable=response.status_code >= 500 or response.status_code == 429,
+        )

@@ -1,0 +1,686 @@
+"""Client of the WeChat Pay API v3 for Native (QR code) payments.
+
+The client signs each request with the merchant's RSA key, verifies the
+platform's signature on every 2xx response and decrypts payment notifications
+with the APIv3 key. docs/partners.md describes the protocol, and
+docs/payments.md explains why the project has its own client.
+
+Amounts are integer fen. Times sent to WeChat Pay are RFC 3339 in China
+Standard Time (UTC+08:00), the offset the gateway uses in its own responses.
+"""
+
+import base64
+import binascii
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import requests
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from payments.errors import (
+    InvalidNotification,
+    WechatPayError,
+    WechatPayInvalidResponse,
+    WechatPayUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+AUTHORIZATION_SCHEME = "WECHATPAY2-SHA256-RSA2048"
+USER_AGENT = "lianban/0.1"
+
+# Signed responses and notifications older or newer than this are rejected,
+# which limits how long a captured message can be replayed.
+TIMESTAMP_WINDOW_SECONDS = 300
+
+CHINA_STANDARD_TIME = timezone(timedelta(hours=8))
+
+# WeChat Pay allows 6 to 32 letters, digits and the characters _ - | *.
+OUT_TRADE_NO_PATTERN = re.compile(r"[A-Za-z0-9_\-|*]{6,32}")
+DESCRIPTION_MAX_BYTES = 127
+APIV3_KEY_BYTES = 32
+
+NOTIFICATION_ALGORITHM = "AEAD_AES_256_GCM"
+
+# Values of trade_state that a Native order can take.
+TRADE_STATE_SUCCESS = "SUCCESS"
+TRADE_STATE_NOTPAY = "NOTPAY"
+TRADE_STATE_CLOSED = "CLOSED"
+TRADE_STATE_REFUND = "REFUND"
+TRADE_STATE_PAYERROR = "PAYERROR"
+
+HEADER_TIMESTAMP = "Wechatpay-Timestamp"
+HEADER_NONCE = "Wechatpay-Nonce"
+HEADER_SIGNATURE = "Wechatpay-Signature"
+HEADER_SERIAL = "Wechatpay-Serial"
+
+
+def _load_private_key(value):
+    if isinstance(value, str):
+        value = value.encode("ascii")
+    if isinstance(value, bytes):
+        value = serialization.load_pem_private_key(value, password=None)
+    if not isinstance(value, rsa.RSAPrivateKey):
+        raise ValueError("merchant_private_key must be an RSA private key or its PEM")
+    return value
+
+
+def _load_public_key(value):
+    if isinstance(value, str):
+        value = value.encode("ascii")
+    if isinstance(value, bytes):
+        value = serialization.load_pem_public_key(value)
+    if not isinstance(value, rsa.RSAPublicKey):
+        raise ValueError("platform_public_key must be an RSA public key or its PEM")
+    return value
+
+
+@dataclass(frozen=True)
+class WechatPayConfig:
+    """Merchant identity, keys and endpoints for one WeChat Pay merchant.
+
+    The private key and the public key may be given as PEM bytes or as loaded
+    `cryptography` keys, and the APIv3 key as 32 ASCII characters or bytes.
+    They are loaded when the config is created.
+    """
+
+    base_url: str
+    mchid: str
+    appid: str
+    merchant_serial: str
+    merchant_private_key: rsa.RSAPrivateKey | bytes = field(repr=False)
+    platform_serial: str
+    platform_public_key: rsa.RSAPublicKey | bytes = field(repr=False)
+    apiv3_key: bytes | str = field(repr=False)
+    notify_url: str
+
+    def __post_init__(self):
+        apiv3_key = self.apiv3_key
+        if isinstance(apiv3_key, str):
+            apiv3_key = apiv3_key.encode("ascii")
+        if len(apiv3_key) != APIV3_KEY_BYTES:
+            raise ValueError(
+                f"apiv3_key must be {APIV3_KEY_BYTES} bytes, got {len(apiv3_key)}"
+            )
+        values = {
+            "base_url": self.base_url.rstrip("/"),
+            "merchant_serial": self.merchant_serial.upper(),
+            "platform_serial": self.platform_serial.upper(),
+            "merchant_private_key": _load_private_key(self.merchant_private_key),
+            "platform_public_key": _load_public_key(self.platform_public_key),
+            "apiv3_key": apiv3_key,
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_keys_dir(
+        cls, keys_dir: str | Path, base_url: str, notify_url: str
+    ) -> "WechatPayConfig":
+        """Load the merchant's settings and keys from `keys_dir/wechatpay/`.
+
+        The folder contains `wechatpay.json` (mchid, appid, merchant_serial,
+        platform_serial, apiv3_key), `merchant_private.pem` and
+        `platform_public.pem`.
+        """
+        folder = Path(keys_dir) / "wechatpay"
+        settings = json.loads((folder / "wechatpay.json").read_text("utf-8"))
+        return cls(
+            base_url=base_url,
+            mchid=settings["mchid"],
+            appid=settings["appid"],
+            merchant_serial=settings["merchant_serial"],
+            merchant_private_key=(folder / "merchant_private.pem").read_bytes(),
+            platform_serial=settings["platform_serial"],
+            platform_public_key=(folder / "platform_public.pem").read_bytes(),
+            apiv3_key=settings["apiv3_key"],
+            notify_url=notify_url,
+        )
+
+
+@dataclass(frozen=True)
+class OrderState:
+    """An order as WeChat Pay reports it when queried."""
+
+    out_trade_no: str
+    trade_state: str
+    transaction_id: str | None
+    amount_fen: int
+    success_time: datetime | None
+    openid: str | None
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """The decrypted transaction of one payment notification."""
+
+    out_trade_no: str
+    transaction_id: str
+    trade_state: str
+    amount_fen: int
+    payer_total_fen: int | None
+    success_time: datetime | None
+    openid: str | None
+    notification_id: str | None
+
+
+# Input checks shared by the order calls. Each raises ValueError naming the value.
+
+
+def validate_out_trade_no(out_trade_no):
+    """Raise ValueError unless `out_trade_no` is 6 to 32 of [A-Za-z0-9_-|*]."""
+    if not isinstance(out_trade_no, str) or not OUT_TRADE_NO_PATTERN.fullmatch(
+        out_trade_no
+    ):
+        raise ValueError(
+            f"out_trade_no {out_trade_no!r} is invalid: use 6 to 32 letters, "
+            "digits or the characters _ - | *"
+        )
+
+
+def validate_description(description):
+    """Raise ValueError unless `description` is non-blank and fits 127 bytes."""
+    if not isinstance(description, str) or not description.strip():
+        raise ValueError("description must be a non-empty string")
+    size = len(description.encode("utf-8"))
+    if size > DESCRIPTION_MAX_BYTES:
+        raise ValueError(
+            f"description is {size} bytes in UTF-8, more than the maximum of "
+            f"{DESCRIPTION_MAX_BYTES}"
+        )
+
+
+def validate_amount_fen(amount_fen):
+    """Raise ValueError unless `amount_fen` is a positive int (bool rejected)."""
+    if isinstance(amount_fen, bool) or not isinstance(amount_fen, int):
+        raise ValueError(
+            f"amount_fen must be an integer number of fen, got {amount_fen!r}"
+        )
+    if amount_fen <= 0:
+        raise ValueError(f"amount_fen must be positive, got {amount_fen}")
+
+
+def format_time_expire(time_expire: datetime) -> str:
+    """Format an aware datetime as RFC 3339 seconds at +08:00."""
+    if not isinstance(time_expire, datetime) or time_expire.utcoffset() is None:
+        raise ValueError(
+            f"time_expire must be a timezone-aware datetime, got {time_expire!r}"
+        )
+    return time_expire.astimezone(CHINA_STANDARD_TIME).isoformat(timespec="seconds")
+
+
+def parse_rfc3339(text):
+    """Parse an RFC 3339 time with an offset into an aware datetime."""
+    if not isinstance(text, str):
+        raise ValueError(f"time must be an RFC 3339 string, got {text!r}")
+    parsed = datetime.fromisoformat(text)
+    if parsed.utcoffset() is None:
+        raise ValueError(f"time {text!r} has no UTC offset")
+    return parsed
+
+
+# Signatures. Both directions use RSA-SHA256 with PKCS#1 v1.5 padding over
+# lines joined and ended by "\n", where the last line is the raw body.
+
+
+def _signed_message(*lines, body):
+    head = "".join(f"{line}\n" for line in lines).encode("utf-8")
+    return head + body + b"\n"
+
+
+def build_authorization(config, method, signed_url, body, timestamp=None, nonce=None):
+    """Build the Authorization header value for one request.
+
+    `signed_url` is the path with its query string, exactly as sent.
+    """
+    timestamp = str(int(time.time() if timestamp is None else timestamp))
+    nonce = nonce or secrets.token_hex(16).upper()
+    message = _signed_message(method.upper(), signed_url, timestamp, nonce, body=body)
+    signature = config.merchant_private_key.sign(
+        message, padding.PKCS1v15(), hashes.SHA256()
+    )
+    fields = {
+        "mchid": config.mchid,
+        "nonce_str": nonce,
+        "signature": base64.b64encode(signature).decode("ascii"),
+        "timestamp": timestamp,
+        "serial_no": config.merchant_serial,
+    }
+    joined = ",".join(f'{name}="{value}"' for name, value in fields.items())
+    return f"{AUTHORIZATION_SCHEME} {joined}"
+
+
+class _SignatureRejected(Exception):
+    """A platform signature that failed one check. The message names the check."""
+
+
+def _get_header(headers, name):
+    # Werkzeug and requests headers ignore case, but a plain dict does not.
+    value = headers.get(name)
+    if value is None and isinstance(headers, Mapping):
+        lowered = name.lower()
+        for key, item in headers.items():
+            if key.lower() == lowered:
+                return item
+    return value
+
+
+def verify_platform_signature(config, headers, body, now=None):
+    """Check the Wechatpay-* headers of a response or notification over `body`.
+
+    Raises _SignatureRejected naming the failed check: a missing header, a
+    serial other than the configured platform serial, a timestamp more than
+    TIMESTAMP_WINDOW_SECONDS from `now`, or a signature that does not verify.
+    """
+    values = {}
+    for name in (HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE, HEADER_SERIAL):
+        value = _get_header(headers, name)
+        if not value:
+            raise _SignatureRejected(f"missing header {name}")
+        values[name] = value
+
+    serial = values[HEADER_SERIAL]
+    if serial.upper() != config.platform_serial:
+        raise _SignatureRejected(
+            f"{HEADER_SERIAL} {serial} is not the configured platform serial"
+        )
+
+    timestamp_text = values[HEADER_TIMESTAMP]
+    try:
+        timestamp = int(timestamp_text)
+    except ValueError:
+        raise _SignatureRejected(
+            f"{HEADER_TIMESTAMP} {timestamp_text!r} is not Unix seconds"
+        ) from None
+    now = time.time() if now is None else now
+    if abs(now - timestamp) > TIMESTAMP_WINDOW_SECONDS:
+        raise _SignatureRejected(
+            f"{HEADER_TIMESTAMP} {timestamp} is more than "
+            f"{TIMESTAMP_WINDOW_SECONDS} seconds from the local clock"
+        )
+
+    try:
+        signature = base64.b64decode(values[HEADER_SIGNATURE], validate=True)
+    except (binascii.Error, ValueError):
+        raise _SignatureRejected(f"{HEADER_SIGNATURE} is not base64") from None
+    message = _signed_message(timestamp_text, values[HEADER_NONCE], body=body)
+    try:
+        config.platform_public_key.verify(
+            signature, message, padding.PKCS1v15(), hashes.SHA256()
+        )
+    except InvalidSignature:
+        raise _SignatureRejected(
+            f"{HEADER_SIGNATURE} does not verify with the platform public key"
+        ) from None
+
+
+class WechatPayClient:
+    """Orders, queries and closes Native payments through the WeChat Pay API v3.
+
+    Every method raises ValueError for invalid input before any request,
+    WechatPayError for a non-2xx response, WechatPayUnavailable when no
+    response arrives, and WechatPayInvalidResponse for a 2xx response that
+    fails verification.
+    """
+
+    def __init__(
+        self,
+        config: WechatPayConfig,
+        session: requests.Session | None = None,
+        timeout: float | tuple[float, float] = (3.05, 10),
+    ):
+        self.config = config
+        self.session = session or requests.Session()
+        self.timeout = timeout
+        # A base_url with a path prefix is part of the URL that gets signed.
+        self._base_path = urlsplit(config.base_url).path.rstrip("/")
+
+    def create_native_order(
+        self,
+        out_trade_no: str,
+        description: str,
+        amount_fen: int,
+        time_expire: datetime,
+    ) -> str:
+        """Create a Native order and return its code_url for the QR code.
+
+        Creating the same order again with the same fields returns the same
+        code_url. Different fields under the same out_trade_no raise
+        WechatPayError, as does an order already paid (`ORDERPAID`) or closed.
+        """
+        validate_out_trade_no(out_trade_no)
+        validate_description(description)
+        validate_amount_fen(amount_fen)
+        expire_text = format_time_expire(time_expire)
+        payload = {
+            "appid": self.config.appid,
+            "mchid": self.config.mchid,
+            "description": description,
+            "out_trade_no": out_trade_no,
+            "time_expire": expire_text,
+            "notify_url": self.config.notify_url,
+            "amount": {"total": amount_fen, "currency": "CNY"},
+        }
+        response = self._send(
+            "POST", "/v3/pay/transactions/native", "create", out_trade_no, payload
+        )
+        data = self._read_json(response, "create", out_trade_no)
+        code_url = data.get("code_url")
+        if not isinstance(code_url, str) or not code_url:
+            raise self._invalid_response("create", out_trade_no, "no code_url")
+        log.info(
+            "wechatpay order created out_trade_no=%s amount_fen=%s time_expire=%s",
+            out_trade_no,
+            amount_fen,
+            expire_text,
+        )
+        return code_url
+
+    def query_order(self, out_trade_no: str) -> OrderState:
+        """Return the order's current OrderState.
+
+        An order unknown to WeChat Pay raises WechatPayError with status 404
+        and code `ORDER_NOT_EXIST`.
+        """
+        validate_out_trade_no(out_trade_no)
+        path = (
+            f"/v3/pay/transactions/out-trade-no/{quote(out_trade_no, safe='')}"
+            f"?mchid={quote(self.config.mchid, safe='')}"
+        )
+        response = self._send("GET", path, "query", out_trade_no)
+        data = self._read_json(response, "query", out_trade_no)
+        try:
+            return self._parse_order(data, out_trade_no)
+        except (KeyError, TypeError, ValueError) as error:
+            raise self._invalid_response("query", out_trade_no, str(error)) from None
+
+    def close_order(self, out_trade_no: str) -> None:
+        """Close an unpaid order so its QR code can no longer be paid.
+
+        Closing a paid order raises WechatPayError with code `ORDERPAID`.
+        """
+        validate_out_trade_no(out_trade_no)
+        path = f"/v3/pay/transactions/out-trade-no/{quote(out_trade_no, safe='')}/close"
+        self._send("POST", path, "close", out_trade_no, {"mchid": self.config.mchid})
+        log.info("wechatpay order closed out_trade_no=%s", out_trade_no)
+
+    def parse_notification(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> Transaction:
+        """Verify and decrypt a payment notification, as parse_notification does."""
+        return parse_notification(self.config, headers, body)
+
+    def _send(self, method, path, operation, out_trade_no, payload=None):
+        """Send one signed request and return the verified 2xx response."""
+        body = b""
+        if payload is not None:
+            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+            body = body.encode("utf-8")
+        headers = {
+            "Authorization": build_authorization(
+                self.config, method, self._base_path + path, body
+            ),
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            response = self.session.request(
+                method,
+                self.config.base_url + path,
+                data=body or None,
+                headers=headers,
+                timeout=self.timeout,
+            )
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        ) as error:
+            log.warning(
+                "wechatpay unavailable operation=%s out_trade_no=%s error=%s",
+                operation,
+                out_trade_no,
+                type(error).__name__,
+            )
+            raise WechatPayUnavailable(
+                f"WeChat Pay {operation} for {out_trade_no} got no response: "
+                f"{type(error).__name__}"
+            ) from error
+
+        if not 200 <= response.status_code < 300:
+            raise self._api_error(response, operation, out_trade_no)
+        try:
+            verify_platform_signature(self.config, response.headers, response.content)
+        except _SignatureRejected as error:
+            raise self._invalid_response(operation, out_trade_no, str(error)) from None
+        return response
+
+    def _api_error(self, response, operation, out_trade_no):
+        code = f"HTTP_{response.status_code}"
+        message = response.reason or ""
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            if isinstance(data.get("code"), str):
+                code = data["code"]
+            if isinstance(data.get("message"), str):
+                message = data["message"]
+        log.warning(
+            "wechatpay request rejected operation=%s out_trade_no=%s status=%s code=%s",
+            operation,
+            out_trade_no,
+            response.status_code,
+            code,
+        )
+        return WechatPayError(code, message, response.status_code)
+
+    def _invalid_response(self, operation, out_trade_no, reason):
+        log.error(
+            "wechatpay response invalid operation=%s out_trade_no=%s reason=%s",
+            operation,
+            out_trade_no,
+            reason,
+        )
+        return WechatPayInvalidResponse(
+            f"WeChat Pay {operation} response for {out_trade_no} is invalid: {reason}"
+        )
+
+    def _read_json(self, response, operation, out_trade_no):
+        try:
+            data = response.json()
+        except ValueError:
+            raise self._invalid_response(
+                operation, out_trade_no, "body is not JSON"
+            ) from None
+        if not isinstance(data, dict):
+            raise self._invalid_response(
+                operation, out_trade_no, "body is not a JSON object"
+            )
+        return data
+
+    def _parse_order(self, data, out_trade_no):
+        if data["out_trade_no"] != out_trade_no:
+            raise ValueError(f"out_trade_no is {data['out_trade_no']!r}")
+        if data.get("mchid", self.config.mchid) != self.config.mchid:
+            raise ValueError(f"mchid is {data['mchid']!r}")
+        trade_state = data["trade_state"]
+        if not isinstance(trade_state, str):
+            raise ValueError(f"trade_state is {trade_state!r}")
+        success_time = data.get("success_time")
+        return OrderState(
+            out_trade_no=out_trade_no,
+            trade_state=trade_state,
+            transaction_id=data.get("transaction_id") or None,
+            amount_fen=_read_fen(data["amount"], "total"),
+            success_time=parse_rfc3339(success_time) if success_time else None,
+            openid=_read_openid(data),
+        )
+
+
+def _read_openid(data):
+    payer = data.get("payer")
+    if isinstance(payer, dict) and isinstance(payer.get("openid"), str):
+        return payer["openid"] or None
+    return None
+
+
+def _read_fen(amount, name):
+    value = amount[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"amount.{name} is {value!r}, not an integer")
+    return value
+
+
+def parse_notification(
+    config: WechatPayConfig, headers: Mapping[str, str], body: bytes
+) -> Transaction:
+    """Verify, decrypt and parse one payment notification.
+
+    The Wechatpay-* headers must carry the platform serial, a timestamp within
+    300 seconds and an RSA signature over the raw `body` bytes. The `resource`
+    is decrypted with AES-256-GCM under the APIv3 key, and the transaction must
+    name this merchant's mchid and appid. Raises InvalidNotification naming the
+    first check that failed.
+    """
+    try:
+        return _parse_notification(config, headers, body)
+    except InvalidNotification as error:
+        log.warning("wechatpay notification rejected reason=%s", error.reason)
+        raise
+
+
+def _parse_notification(config, headers, body):
+    if not isinstance(body, bytes):
+        raise InvalidNotification("body must be the raw request bytes")
+    try:
+        verify_platform_signature(config, headers, body)
+    except _SignatureRejected as error:
+        raise InvalidNotification(str(error)) from None
+
+    try:
+        event = json.loads(body)
+    except ValueError:
+        raise InvalidNotification("body is not JSON") from None
+    if not isinstance(event, dict):
+        raise InvalidNotification("body is not a JSON object")
+    if event.get("resource_type") != "encrypt-resource":
+        raise InvalidNotification(
+            f"resource_type is {event.get('resource_type')!r}, not encrypt-resource"
+        )
+    resource = event.get("resource")
+    if not isinstance(resource, dict):
+        raise InvalidNotification("resource is missing")
+    plaintext = _decrypt_resource(config, resource)
+
+    try:
+        data = json.loads(plaintext)
+    except ValueError:
+        raise InvalidNotification("decrypted resource is not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidNotification("decrypted resource is not a JSON object")
+    if data.get("mchid") != config.mchid:
+        raise InvalidNotification(
+            f"mchid {data.get('mchid')!r} does not match the configured mchid"
+        )
+    if data.get("appid") != config.appid:
+        raise InvalidNotification(
+            f"appid {data.get('appid')!r} does not match the configured appid"
+        )
+    try:
+        transaction = _read_transaction(data, event.get("id"))
+    except (KeyError, TypeError, ValueError) as error:
+        raise InvalidNotification(f"transaction is malformed: {error}") from None
+    log.info(
+        "wechatpay notification verified out_trade_no=%s transaction_id=%s "
+        "trade_state=%s notification_id=%s",
+        transaction.out_trade_no,
+        transaction.transaction_id,
+        transaction.trade_state,
+        transaction.notification_id,
+    )
+    return transaction
+
+
+def _decrypt_resource(config, resource):
+    algorithm = resource.get("algorithm")
+    if algorithm != NOTIFICATION_ALGORITHM:
+        raise InvalidNotification(f"resource algorithm {algorithm!r} is unsupported")
+    nonce = resource.get("nonce")
+    ciphertext = resource.get("ciphertext")
+    associated_data = resource.get("associated_data") or ""
+    if not isinstance(nonce, str) or not isinstance(ciphertext, str):
+        raise InvalidNotification("resource nonce or ciphertext is missing")
+    if not isinstance(associated_data, str):
+        raise InvalidNotification("resource associated_data is not a string")
+    try:
+        sealed = base64.b64decode(ciphertext, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidNotification("resource ciphertext is not base64") from None
+    try:
+        return AESGCM(config.apiv3_key).decrypt(
+            nonce.encode("utf-8"), sealed, associated_data.encode("utf-8")
+        )
+    except (InvalidTag, ValueError):
+        raise InvalidNotification(
+            "resource does not decrypt with the APIv3 key"
+        ) from None
+
+
+def _read_transaction(data, notification_id):
+    out_trade_no = data["out_trade_no"]
+    transaction_id = data["transaction_id"]
+    trade_state = data["trade_state"]
+    for name, value in (
+        ("out_trade_no", out_trade_no),
+        ("transaction_id", transaction_id),
+        ("trade_state", trade_state),
+    ):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name} is {value!r}")
+    amount = data["amount"]
+    success_time = data.get("success_time")
+    if trade_state == TRADE_STATE_SUCCESS and not success_time:
+        raise ValueError("success_time is missing from a SUCCESS transaction")
+    return Transaction(
+        out_trade_no=out_trade_no,
+        transaction_id=transaction_id,
+        trade_state=trade_state,
+        amount_fen=_read_fen(amount, "total"),
+        payer_total_fen=_read_fen(amount, "payer_total")
+        if "payer_total" in amount
+        else None,
+        success_time=parse_rfc3339(success_time) if success_time else None,
+        openid=_read_openid(data),
+        notification_id=notification_id if isinstance(notification_id, str) else None,
+    )
+
+
+def notification_ack() -> tuple[str, int]:
+    """Return the (body, status) that accepts a notification: empty, 204."""
+    return "", 204
+
+
+def notification_nack(message: str, status: int = 500) -> tuple[dict[str, str], int]:
+    """Return the (body, status) that makes WeChat Pay send the notification again.
+
+    The body is a dict so that Flask sends it as JSON:
+    `{"code": "FAIL", "message": message}`. `status` must be 4xx or 5xx.
+    """
+    if not 400 <= status < 600:
+        raise ValueError(f"status must be 4xx or 5xx to ask for a retry, got {status}")
+    return {"code": "FAIL", "message": message}, status

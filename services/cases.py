@@ -1,0 +1,345 @@
+"""The applicant's side of joint handling: open, confirm, accept, submit."""
+
+import logging
+
+from flask import g
+
+from models import AccountLink, Agreement, Business, Case, Party, Transfer, Utility
+from models.base import utcnow
+from models.db import locked, transaction
+from partners.http import PartnerError
+from partners.utilities import AccountNotFound
+from services import delivery, timeline
+from services.errors import Conflict, Invalid, NotFound, PartnerUnavailable
+
+log = logging.getLogger(__name__)
+
+CASE_NOT_FOUND = ("case_not_found", "联办事项不存在，或您不是该不动产的权利人。")
+
+
+def owner_indexes(business):
+    query = Party.select(Party.id_index).where(
+        (Party.business == business) & (Party.role == "owner")
+    )
+    return {party.id_index for party in query}
+
+
+def cases_of(citizen):
+    """Return the cases of every business that names `citizen` as an owner."""
+    businesses = Party.select(Party.business).where(
+        (Party.id_index == citizen.id_index) & (Party.role == "owner")
+    )
+    return (
+        Case.select()
+        .where(Case.business.in_(businesses))
+        .order_by(Case.opened_at.desc())
+    )
+
+
+def load_case(citizen, case_id):
+    """Return the case if `citizen` is one of its owners, else raise NotFound.
+
+    A case the caller may not see gets the same answer as one that does not
+    exist, so ids reveal nothing.
+    """
+    case = Case.get_or_none(Case.id == case_id)
+    if case is None or citizen.id_index not in owner_indexes(case.business):
+        raise NotFound(*CASE_NOT_FOUND)
+    g.case_id = case.id
+    return case
+
+
+def load_transfer(citizen, case_id, transfer_id):
+    case = load_case(citizen, case_id)
+    transfer = Transfer.get_or_none(
+        (Transfer.id == transfer_id) & (Transfer.case == case)
+    )
+    if transfer is None:
+        raise NotFound("transfer_not_found", "该联办事项下没有此户号的过户记录。")
+    return transfer
+
+
+def open_case(citizen, business_no):
+    """Open the case of a business for one of its owners; return (case, created)."""
+    business = Business.get_or_none(Business.business_no == business_no)
+    if business is None or citizen.id_index not in owner_indexes(business):
+        raise NotFound(
+            "business_not_found",
+            "未找到该登记业务号，或您不是该业务的权利人；请核对业务号。",
+        )
+    if business.registration_status == "withdrawn":
+        raise Conflict("business_withdrawn", "该登记业务已撤回，不能办理过户。")
+    with transaction():
+        case = Case.get_or_none(Case.business == business)
+        if case is not None:
+            return case, False
+        case = Case.create(business=business, citizen=citizen)
+        links = AccountLink.select().where(AccountLink.unit == business.unit)
+        for link in links:
+            _new_transfer(case, link.utility, link.account_no, link, added=False)
+    g.case_id = case.id
+    log.info("case opened case=%s business_no=%s", case.id, business_no)
+    return case, True
+
+
+def _new_transfer(case, utility, account_no, link, added):
+    transfer = Transfer.create(
+        case=case,
+        utility=utility,
+        account_no=account_no,
+        account=link,
+        added_by_applicant=added,
+    )
+    timeline.record(transfer, "draft", "applicant", note=timeline.NOTES["opened"])
+    return transfer
+
+
+def require_open(case):
+    if case.status != "open":
+        raise Conflict(
+            "case_not_open",
+            f"联办事项当前状态为 {case.status}，已提交或已关闭的事项不能再修改。",
+        )
+
+
+def find_utility(service_org):
+    utility = Utility.get_or_none(
+        (Utility.service_org == service_org) | (Utility.code == service_org)
+    )
+    if utility is None:
+        names = "、".join(u.service_org for u in Utility.select().order_by(Utility.id))
+        raise Invalid(
+            "unknown_utility",
+            f"服务机构“{service_org}”未接入，可选：{names}。",
+            errors={"json": {"service_org": ["unknown service organisation"]}},
+        )
+    return utility
+
+
+def add_account(case, service_org, account_no):
+    """Add an account the unit is not linked to, after the utility confirms it."""
+    require_open(case)
+    utility = find_utility(service_org)
+    if Transfer.get_or_none(
+        (Transfer.case == case)
+        & (Transfer.utility == utility)
+        & (Transfer.account_no == account_no)
+    ):
+        raise Conflict("account_already_added", "该户号已在本联办事项中。")
+    account = _fetch_account(utility, account_no)
+    if account.status == "closed":
+        raise Conflict(
+            "account_closed", "该户号已销户，无需过户；如有疑问请联系服务机构。"
+        )
+    with transaction():
+        link, created = AccountLink.get_or_create(
+            utility=utility,
+            account_no=account_no,
+            defaults={"unit": case.business.unit, "source": "applicant"},
+        )
+        link.holder_name = account.holder_name
+        link.holder_id_numbers = account.holder_id_numbers
+        link.account_address = account.account_address
+        if link.unit_id is None:
+            link.unit = case.business.unit
+        link.updated_at = utcnow()
+        link.save()
+        transfer = _new_transfer(case, utility, account_no, link, added=True)
+    log.info(
+        "account added case=%s transfer=%s utility=%s",
+        case.id,
+        transfer.id,
+        utility.code,
+    )
+    return transfer
+
+
+def _fetch_account(utility, account_no):
+    if utility.connection != "system":
+        raise Conflict(
+            "utility_not_connected",
+            "该服务机构未接入系统核验，请到服务机构窗口办理或等待其线下核对。",
+        )
+    try:
+        return delivery.utility_client(utility).get_account(account_no)
+    except AccountNotFound:
+        raise Invalid(
+            "account_not_found",
+            f"{utility.service_org}没有户号 {account_no}，请核对缴费单上的户号。",
+            errors={"json": {"account_no": ["not found at the utility"]}},
+        ) from None
+    except PartnerError:
+        raise PartnerUnavailable(
+            "utility_unavailable",
+            f"{utility.service_org}系统暂时无法访问，请稍后再试。",
+        ) from None
+
+
+def refresh_holder(transfer):
+    """Fetch the holder from the utility for a linked account, where it can."""
+    utility = transfer.utility
+    if utility.connection != "system" or transfer.account is None:
+        return
+    try:
+        account = delivery.utility_client(utility).get_account(transfer.account_no)
+    except PartnerError as error:
+        log.warning(
+            "holder refresh failed transfer=%s utility=%s error=%s",
+            transfer.id,
+            utility.code,
+            error,
+        )
+        return
+    link = transfer.account
+    link.holder_name = account.holder_name
+    link.holder_id_numbers = account.holder_id_numbers
+    link.account_address = account.account_address
+    link.updated_at = utcnow()
+    link.save()
+
+
+def confirm_account(transfer):
+    """Record that the applicant confirmed the account (是否确认用户信息)."""
+    require_open(transfer.case)
+    with transaction():
+        won = (
+            Transfer.update(account_confirmed=True, confirmed_at=utcnow())
+            .where((Transfer.id == transfer.id) & (Transfer.account_confirmed == False))  # noqa: E712
+            .execute()
+        )
+        if not won:
+            raise Conflict("already_confirmed", "该户号已确认过，无需重复确认。")
+        transfer = Transfer.get_by_id(transfer.id)
+        timeline.record(
+            transfer, "confirmed", "applicant", note=timeline.NOTES["confirmed"]
+        )
+    return transfer
+
+
+def current_agreement(utility):
+    agreement = (
+        Agreement.select()
+        .where(Agreement.utility == utility)
+        .order_by(Agreement.version.desc())
+        .first()
+    )
+    if agreement is None:
+        raise NotFound(
+            "agreement_not_found", f"{utility.service_org}尚未发布过户协议。"
+        )
+    return agreement
+
+
+def accept_agreement(transfer, version):
+    """Record acceptance of the utility's current agreement version."""
+    require_open(transfer.case)
+    if not transfer.account_confirmed:
+        raise Conflict("confirm_first", "请先确认户号信息，再同意过户协议。")
+    agreement = current_agreement(transfer.utility)
+    if version != agreement.version:
+        raise Conflict(
+            "agreement_outdated",
+            f"过户协议已更新为第 {agreement.version} 版，请阅读新版后再同意。",
+            errors={"json": {"version": [f"current version is {agreement.version}"]}},
+        )
+    with transaction():
+        won = (
+            Transfer.update(agreement=agreement, agreement_accepted_at=utcnow())
+            .where(
+                (Transfer.id == transfer.id) & Transfer.agreement_accepted_at.is_null()
+            )
+            .execute()
+        )
+        if not won:
+            raise Conflict("already_accepted", "已同意过该过户协议，无需重复操作。")
+        transfer = Transfer.get_by_id(transfer.id)
+        timeline.record(
+            transfer,
+            "agreement_accepted",
+            "applicant",
+            note=f"{timeline.NOTES['agreement_accepted']}（第 {version} 版）",
+        )
+    return transfer
+
+
+def fetch_arrears(case):
+    """Ask each utility for the current arrears of each account of the case."""
+    answers = []
+    for transfer in case.transfers.order_by(Transfer.id):
+        answers.append(_arrears_of(transfer))
+    return answers
+
+
+def _arrears_of(transfer):
+    utility = transfer.utility
+    answer = {"transfer": transfer, "arrears_fen": None, "state": "unavailable"}
+    if utility.connection != "system":
+        answer["state"] = "not_connected"
+        return answer
+    try:
+        arrears = delivery.utility_client(utility).get_arrears(transfer.account_no)
+    except PartnerError as error:
+        log.warning(
+            "arrears query failed transfer=%s utility=%s error=%s",
+            transfer.id,
+            utility.code,
+            error,
+        )
+        return answer
+    Transfer.update(arrears_fen=arrears, arrears_checked_at=utcnow()).where(
+        Transfer.id == transfer.id
+    ).execute()
+    answer["arrears_fen"] = arrears
+    answer["state"] = "owed" if arrears > 0 else "clear"
+    if arrears > 0 and _paid_unreported(transfer):
+        answer["state"] = "paid_pending"
+    return answer
+
+
+def _paid_unreported(transfer):
+    from models import Payment
+
+    return (
+        Payment.select()
+        .where(
+            (Payment.transfer == transfer)
+            & (Payment.status == "paid")
+            & Payment.reported_at.is_null()
+        )
+        .exists()
+    )
+
+
+def submit_case(case):
+    """Submit a case whose every account is confirmed and agreement accepted."""
+    with transaction():
+        case = locked(Case.select().where(Case.id == case.id)).get()
+        require_open(case)
+        transfers = list(case.transfers.order_by(Transfer.id))
+        if not transfers:
+            raise Conflict("no_accounts", "该联办事项没有任何户号，请先添加户号。")
+        pending = {str(t.id): _missing_steps(t) for t in transfers if _missing_steps(t)}
+        if pending:
+            raise Conflict(
+                "steps_missing",
+                "还有户号未确认信息或未同意过户协议，请完成后再提交。",
+                errors={"transfers": pending},
+            )
+        case.status = "submitted"
+        case.submitted_at = utcnow()
+        case.save()
+        for transfer in transfers:
+            timeline.record(transfer, "submitted", "applicant")
+        if case.business.registration_status == "completed":
+            delivery.queue_case_pushes(case)
+    log.info("case submitted case=%s transfers=%d", case.id, len(transfers))
+    return case
+
+
+def _missing_steps(transfer):
+    missing = []
+    if not transfer.account_confirmed:
+        missing.append("account_confirmed")
+    if transfer.agreement_accepted_at is None:
+        missing.append("agreement_accepted")
+    return missing

@@ -1,0 +1,46 @@
+"""Owners authorising an agency to act on their case."""
+
+import logging
+from datetime import UTC
+
+from domain.identifiers import InvalidIdentifier, normalise_credit_code
+from models import Delegation
+from models.base import utcnow
+from services.errors import Invalid
+
+log = logging.getLogger(__name__)
+
+SCOPES = ("confirm", "agreement", "pay", "submit", "view")
+
+
+def grant(case, citizen, agency_name, agency_credit_code, scope, expires_at):
+    """Record an agency's authority on `case`, granted by one of its owners."""
+    try:
+        checked = normalise_credit_code(agency_credit_code)
+    except InvalidIdentifier as error:
+        raise Invalid(
+            "agency_credit_code_invalid",
+            "中介机构统一社会信用代码格式有误，请核对营业执照。",
+            errors={"json": {"agency_credit_code": [str(error)]}},
+        ) from None
+    expires = expires_at.astimezone(UTC).replace(tzinfo=None)
+    if expires <= utcnow():
+        raise Invalid(
+            "delegation_expired",
+            "授权截止时间必须晚于当前时间。",
+            errors={"json": {"expires_at": ["must be in the future"]}},
+        )
+    delegation = Delegation.create(
+        case=case,
+        granted_by=citizen,
+        agency_name=agency_name,
+        agency_credit_code=checked.value,
+        scope=",".join(sorted(set(scope))),
+        expires_at=expires,
+    )
+    for warning in checked.warnings:
+        log.warning(
+            "delegation credit code warning case=%s rule=%s", case.id, warning.rule
+        )
+    log.info("delegation granted case=%s delegation=%s", case.id, delegation.id)
+    return delegation

@@ -1,0 +1,288 @@
+"""Pushes to utilities and payment reports, through the outbox.
+
+Each message is written in the same transaction as the change that needs it,
+then sent by the worker, so a crash between the two loses nothing. A message
+is retried with exponential backoff until the utility takes it.
+"""
+
+import logging
+import random
+import threading
+import uuid
+from datetime import timedelta
+
+from flask import current_app
+
+from models import OutboxMessage, Party, Payment, Transfer
+from models.base import utcnow
+from models.db import transaction
+from partners.http import PartnerError
+from partners.utilities import UtilityClient
+from services import timeline
+
+log = logging.getLogger(__name__)
+
+PUSH = "push_transfer"
+PAYMENT_REPORT = "report_payment"
+
+# Set after a commit that wrote outbox messages, so the worker wakes at once.
+wake_worker = threading.Event()
+
+
+def _parties(business, role):
+    query = (
+        Party.select()
+        .where((Party.business == business) & (Party.role == role))
+        .order_by(Party.position)
+    )
+    return [
+        {"name": p.name, "id_type": p.id_type, "id_number": p.id_number} for p in query
+    ]
+
+
+def _decimal_text(value):
+    return None if value is None else f"{value:.2f}"
+
+
+def build_push(transfer):
+    """Return the Annex 2 fields for one transfer, as the utility receives them."""
+    business = transfer.case.business
+    account = transfer.account
+    return {
+        "transfer_id": str(transfer.id),
+        "business_no": business.business_no,
+        "business_type": business.business_type,
+        "certificate_no": business.certificate_no,
+        "unit_code": business.unit.unit_code,
+        "location": business.location,
+        "usage": business.usage,
+        "building_area": _decimal_text(business.building_area),
+        "inner_area": _decimal_text(business.inner_area),
+        "owners": _parties(business, "owner"),
+        "previous_owners": _parties(business, "previous_owner"),
+        "service_org": transfer.utility.service_org,
+        "account_no": transfer.account_no,
+        "account_address": account.account_address if account else None,
+        "arrears_fen": transfer.arrears_fen or 0,
+        "account_confirmed": transfer.account_confirmed,
+        "agreement_accepted": transfer.agreement_accepted_at is not None,
+        "agreement_version": transfer.agreement.version if transfer.agreement else None,
+    }
+
+
+def queue_case_pushes(case):
+    """Write one push per transfer of a submitted case whose registration is done.
+
+    Runs inside the caller's transaction.
+    """
+    transfers = Transfer.select().where(Transfer.case == case)
+    for transfer in transfers:
+        timeline.record(
+            transfer, "registered", "registry", note=timeline.NOTES["registered"]
+        )
+        channel = transfer.utility.connection == "channel"
+        OutboxMessage.create(
+            kind=PUSH,
+            ref_id=transfer.id,
+            utility_code=transfer.utility.code,
+            payload=build_push(transfer),
+            state="awaiting_collection" if channel else "pending",
+        )
+        timeline.record(
+            transfer, "awaiting_collection" if channel else "queued", "system"
+        )
+    case.status = "in_progress"
+    case.save()
+    wake_worker.set()
+    log.info("pushes queued case=%s transfers=%d", case.id, len(transfers))
+
+
+def queue_payment_report(payment):
+    """Write the message that tells the utility a payment settled its arrears."""
+    transfer = payment.transfer
+    OutboxMessage.create(
+        kind=PAYMENT_REPORT,
+        ref_id=payment.id,
+        utility_code=transfer.utility.code,
+        payload={
+            "account_no": transfer.account_no,
+            "payment_id": payment.out_trade_no,
+            "amount_fen": payment.amount_fen,
+            "paid_at": payment.paid_at.isoformat() + "Z",
+        },
+    )
+    wake_worker.set()
+
+
+def utility_client(utility):
+    config = current_app.config
+    secrets = config["PARTNER_SECRETS"].get(utility.code)
+    if not secrets or not utility.base_url:
+        raise PartnerError(
+            utility.code, "no base URL or shared secret configured", retryable=False
+        )
+    return UtilityClient(
+        utility.code,
+        utility.base_url,
+        secrets[0],
+        timeout=(config["PARTNER_CONNECT_TIMEOUT"], config["PARTNER_READ_TIMEOUT"]),
+    )
+
+
+def claim_due(limit=20):
+    """Claim due messages by moving their next attempt past a lease.
+
+    The conditional update makes two workers never send the same attempt.
+    """
+    now = utcnow()
+    lease = now + timedelta(seconds=60)
+    due = list(
+        OutboxMessage.select()
+        .where(
+            (OutboxMessage.state == "pending") & (OutboxMessage.next_attempt_at <= now)
+        )
+        .order_by(OutboxMessage.next_attempt_at)
+        .limit(limit)
+    )
+    claimed = []
+    for message in due:
+        won = (
+            OutboxMessage.update(next_attempt_at=lease)
+            .where(
+                (OutboxMessage.id == message.id)
+                & (OutboxMessage.next_attempt_at == message.next_attempt_at)
+                & (OutboxMessage.state == "pending")
+            )
+            .execute()
+        )
+        if won:
+            claimed.append(message)
+    return claimed
+
+
+def deliver_due(limit=20):
+    """Send every due message once; return how many were taken by the partner."""
+    sent = 0
+    for message in claim_due(limit):
+        sent += deliver(message)
+    return sent
+
+
+def deliver(message):
+    handlers = {PUSH: _send_push, PAYMENT_REPORT: _send_payment_report}
+    try:
+        handlers[message.kind](message)
+    except PartnerError as error:
+        _record_failure(message, error)
+        return 0
+    return 1
+
+
+def _send_push(message):
+    transfer = Transfer.get_by_id(message.ref_id)
+    answer = utility_client(transfer.utility).push_transfer(
+        message.payload, message_id=uuid.uuid4().hex
+    )
+    with transaction():
+        _mark_done(message)
+        if transfer.status in ("queued", "push_failed"):
+            timeline.record(
+                transfer,
+                "pushed",
+                "system",
+                note=f"服务机构受理编号 {answer.get('utility_ref', '-')}",
+            )
+    log.info(
+        "push delivered transfer=%s case=%s attempts=%d",
+        transfer.id,
+        transfer.case_id,
+        message.attempts + 1,
+    )
+
+
+def _send_payment_report(message):
+    payment = Payment.get_by_id(message.ref_id)
+    payload = message.payload
+    utility_client(payment.transfer.utility).report_payment(
+        payload["account_no"],
+        payload["payment_id"],
+        payload["amount_fen"],
+        payload["paid_at"],
+    )
+    with transaction():
+        _mark_done(message)
+        Payment.update(reported_at=utcnow()).where(Payment.id == payment.id).execute()
+    log.info("payment reported payment=%s transfer=%s", payment.id, payment.transfer_id)
+
+
+def _mark_done(message):
+    OutboxMessage.update(
+        state="done",
+        done_at=utcnow(),
+        attempts=OutboxMessage.attempts + 1,
+        last_error=None,
+    ).where(OutboxMessage.id == message.id).execute()
+
+
+def backoff_seconds(attempts):
+    """Return the wait before attempt `attempts + 1`: doubling, capped, jittered."""
+    cap = current_app.config["OUTBOX_MAX_BACKOFF_SECONDS"]
+    base = min(cap, 2 ** min(attempts, 20))
+    return base * random.uniform(0.5, 1.0)
+
+
+def _record_failure(message, error):
+    attempts = message.attempts + 1
+    if not error.retryable:
+        OutboxMessage.update(
+            state="failed", attempts=attempts, last_error=str(error)
+        ).where(OutboxMessage.id == message.id).execute()
+        log.error(
+            "outbox message refused kind=%s ref=%s utility=%s error=%s",
+            message.kind,
+            message.ref_id,
+            message.utility_code,
+            error,
+        )
+        if message.kind == PUSH:
+            transfer = Transfer.get_by_id(message.ref_id)
+            timeline.record(
+                transfer, "push_failed", "system", note=f"服务机构拒收推送：{error}"
+            )
+        return
+    wait = backoff_seconds(attempts)
+    OutboxMessage.update(
+        attempts=attempts,
+        last_error=str(error),
+        next_attempt_at=utcnow() + timedelta(seconds=wait),
+    ).where(OutboxMessage.id == message.id).execute()
+    log.warning(
+        "outbox message will be retried kind=%s ref=%s utility=%s "
+        "attempts=%d wait_s=%.1f error=%s",
+        message.kind,
+        message.ref_id,
+        message.utility_code,
+        attempts,
+        wait,
+        error,
+    )
+
+
+def collect_exports(utility):
+    """Hand a channel utility its waiting transfers and mark them collected."""
+    with transaction():
+        waiting = list(
+            OutboxMessage.select()
+            .where(
+                (OutboxMessage.kind == PUSH)
+                & (OutboxMessage.utility_code == utility.code)
+                & (OutboxMessage.state == "awaiting_collection")
+            )
+            .order_by(OutboxMessage.id)
+        )
+        for message in waiting:
+            _mark_done(message)
+            transfer = Transfer.get_by_id(message.ref_id)
+            timeline.record(transfer, "collected", "utility")
+    log.info("exports collected utility=%s count=%d", utility.code, len(waiting))
+    return [message.payload for message in waiting]

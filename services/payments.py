@@ -1,0 +1,233 @@
+"""Paying a transfer's arrears with WeChat Pay Native (scan to pay)."""
+
+import logging
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from flask import current_app
+
+from models import Payment, Transfer
+from models.base import utcnow
+from models.db import transaction
+from partners.http import PartnerError
+from payments import wechatpay
+from payments.errors import PaymentError
+from services import delivery, timeline
+from services.errors import Conflict, NotFound, PartnerUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def wechatpay_client():
+    config = current_app.config
+    settings = wechatpay.WechatPayConfig.from_keys_dir(
+        config["WECHATPAY_KEYS_DIR"],
+        base_url=config["WECHATPAY_URL"],
+        notify_url=config["PUBLIC_URL"].rstrip("/")
+        + "/api/v1/payments/notify/wechatpay",
+    )
+    return wechatpay.WechatPayClient(
+        settings,
+        timeout=(config["PARTNER_CONNECT_TIMEOUT"], config["PARTNER_READ_TIMEOUT"]),
+    )
+
+
+def new_trade_no():
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    return f"LB{stamp}{secrets.token_hex(6).upper()}"
+
+
+def start_payment(transfer):
+    """Return a payable order for the transfer's current arrears.
+
+    A pending order for the same amount that has not expired is reused, so a
+    repeated tap does not create a second payable code; any other pending
+    order is closed at the provider first.
+    """
+    if transfer.case.status in ("closed", "withdrawn"):
+        raise Conflict("case_closed", "联办事项已关闭，不能再缴费。")
+    arrears = _live_arrears(transfer)
+    if arrears == 0:
+        raise Conflict("nothing_to_pay", "该户号没有欠费，无需缴费。")
+    for payment in _pending(transfer):
+        if payment.amount_fen == arrears and payment.expires_at > utcnow():
+            return payment
+        close_payment(payment)
+    return _create(transfer, arrears)
+
+
+def _live_arrears(transfer):
+    utility = transfer.utility
+    if utility.connection != "system":
+        raise Conflict(
+            "utility_not_connected", "该服务机构未接入线上缴费，请到其窗口缴费。"
+        )
+    if _has_unreported_payment(transfer):
+        raise Conflict(
+            "payment_settling", "已缴费，正在通知服务机构销账，请勿重复缴费。"
+        )
+    try:
+        arrears = delivery.utility_client(utility).get_arrears(transfer.account_no)
+    except PartnerError:
+        raise PartnerUnavailable(
+            "utility_unavailable",
+            f"{utility.service_org}系统暂时无法查询欠费，请稍后再试。",
+        ) from None
+    Transfer.update(arrears_fen=arrears, arrears_checked_at=utcnow()).where(
+        Transfer.id == transfer.id
+    ).execute()
+    return arrears
+
+
+def _has_unreported_payment(transfer):
+    return (
+        Payment.select()
+        .where(
+            (Payment.transfer == transfer)
+            & (Payment.status == "paid")
+            & Payment.reported_at.is_null()
+        )
+        .exists()
+    )
+
+
+def _pending(transfer):
+    return list(
+        Payment.select().where(
+            (Payment.transfer == transfer) & (Payment.status == "pending")
+        )
+    )
+
+
+def _create(transfer, amount_fen):
+    ttl = current_app.config["PAYMENT_TTL_SECONDS"]
+    expires_at = utcnow() + timedelta(seconds=ttl)
+    description = f"{transfer.utility.service_org}欠费 户号{transfer.account_no}"
+    # The order is recorded before the provider hears of it, so a payment
+    # can never arrive for an order the hub does not know.
+    payment = Payment.create(
+        transfer=transfer,
+        out_trade_no=new_trade_no(),
+        amount_fen=amount_fen,
+        description=description[:40],
+        expires_at=expires_at,
+        status="creating",
+    )
+    try:
+        code_url = wechatpay_client().create_native_order(
+            payment.out_trade_no,
+            payment.description,
+            amount_fen,
+            expires_at.replace(tzinfo=UTC),
+        )
+    except PaymentError as error:
+        log.warning("payment order refused transfer=%s error=%s", transfer.id, error)
+        Payment.update(status="failed").where(Payment.id == payment.id).execute()
+        raise PartnerUnavailable(
+            "payment_provider_error", "支付下单失败，请稍后再试。"
+        ) from None
+    Payment.update(code_url=code_url, status="pending").where(
+        Payment.id == payment.id
+    ).execute()
+    payment = Payment.get_by_id(payment.id)
+    log.info(
+        "payment created payment=%s transfer=%s amount_fen=%d",
+        payment.id,
+        transfer.id,
+        amount_fen,
+    )
+    return payment
+
+
+def close_payment(payment):
+    """Close an order at the provider before it is replaced, then locally."""
+    try:
+        wechatpay_client().close_order(payment.out_trade_no)
+    except PaymentError as error:
+        log.warning("payment close failed payment=%s error=%s", payment.id, error)
+        # An order paid in the meantime must be settled, not replaced.
+        refresh_payment(payment)
+        raise Conflict(
+            "payment_in_flight", "上一笔缴费正在处理中，请稍后刷新。"
+        ) from None
+    Payment.update(status="closed").where(
+        (Payment.id == payment.id) & (Payment.status == "pending")
+    ).execute()
+    log.info("payment closed payment=%s", payment.id)
+
+
+def load_payment(citizen, payment_id):
+    from services.cases import load_case
+
+    payment = Payment.get_or_none(Payment.id == payment_id)
+    if payment is None:
+        raise NotFound("payment_not_found", "缴费记录不存在。")
+    try:
+        load_case(citizen, payment.transfer.case_id)
+    except NotFound:
+        raise NotFound("payment_not_found", "缴费记录不存在。") from None
+    return payment
+
+
+def refresh_payment(payment):
+    """Ask the provider about a pending order, so a lost notification still settles."""
+    if payment.status != "pending":
+        return payment
+    try:
+        order = wechatpay_client().query_order(payment.out_trade_no)
+    except PaymentError as error:
+        log.warning("payment query failed payment=%s error=%s", payment.id, error)
+        return payment
+    if order.trade_state == "SUCCESS":
+        settle(
+            payment.out_trade_no,
+            order.transaction_id,
+            order.amount_fen,
+            order.success_time,
+        )
+    elif order.trade_state == "CLOSED":
+        Payment.update(status="closed").where(
+            (Payment.id == payment.id) & (Payment.status == "pending")
+        ).execute()
+    return Payment.get_by_id(payment.id)
+
+
+def settle(out_trade_no, transaction_id, amount_fen, paid_at):
+    """Credit a successful payment exactly once; return True if this call did."""
+    payment = Payment.get_or_none(Payment.out_trade_no == out_trade_no)
+    if payment is None:
+        log.error("payment notice for unknown order out_trade_no=%s", out_trade_no)
+        return False
+    if amount_fen != payment.amount_fen:
+        log.error(
+            "payment amount mismatch payment=%s expected=%d got=%d",
+            payment.id,
+            payment.amount_fen,
+            amount_fen,
+        )
+        return False
+    paid_at = (paid_at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
+    with transaction():
+        won = (
+            Payment.update(
+                status="paid", transaction_id=transaction_id, paid_at=paid_at
+            )
+            .where((Payment.id == payment.id) & (Payment.status == "pending"))
+            .execute()
+        )
+        if not won:
+            # TODO: a payment that lands on a closed order needs a refund;
+            # for now it is only logged.
+            if Payment.get_by_id(payment.id).status != "paid":
+                log.error("payment landed on a closed order payment=%s", payment.id)
+            return False
+        payment = Payment.get_by_id(payment.id)
+        timeline.record(
+            payment.transfer,
+            "arrears_paid",
+            "applicant",
+            note=f"{timeline.NOTES['arrears_paid']}（{amount_fen / 100:.2f} 元）",
+        )
+        delivery.queue_payment_report(payment)
+    log.info("payment settled payment=%s transfer=%s", payment.id, payment.transfer_id)
+    return True

@@ -1,0 +1,52 @@
+"""Transfer states and the timeline entry written for each change."""
+
+from models import TransferEvent
+from models.base import utcnow
+
+# Transfer status, its label for the applicant, and whether it is final.
+STATUSES = {
+    "draft": ("待确认", False),
+    "submitted": ("已提交，待登簿", False),
+    "queued": ("已登簿，待推送", False),
+    "pushed": ("已推送至服务机构", False),
+    "awaiting_collection": ("待服务机构线下领取", False),
+    "collected": ("服务机构已领取", False),
+    "accepted": ("已受理", False),
+    "in_progress": ("办理中", False),
+    "completed": ("办结", True),
+    "returned": ("退件", True),
+    "push_failed": ("推送失败，待人工处理", False),
+}
+
+# Events that are not status changes but belong on the timeline.
+NOTES = {
+    "confirmed": "已确认户号信息",
+    "agreement_accepted": "已同意过户协议",
+    "arrears_paid": "欠费已缴清",
+    "registered": "不动产登记已登簿",
+    "opened": "已创建联办事项",
+}
+
+
+def status_label(status):
+    return STATUSES.get(status, (status, False))[0]
+
+
+def is_final(status):
+    return STATUSES.get(status, (status, False))[1]
+
+
+def record(transfer, status, actor, note=None, return_reason=None):
+    """Append a timeline entry, and change the transfer's status if `status` is one."""
+    if status in STATUSES and status != transfer.status:
+        transfer.status = status
+        transfer.return_reason = return_reason
+        transfer.updated_at = utcnow()
+        transfer.save()
+    return TransferEvent.create(
+        transfer=transfer,
+        status=status,
+        actor=actor,
+        note=note,
+        return_reason=return_reason,
+    )

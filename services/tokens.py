@@ -1,0 +1,117 @@
+"""JWT access and refresh tokens, by RFC 8725 practice.
+
+One algorithm (HS256) is fixed by the server and never read from the token;
+expiry, issuer, audience and the token kind (`typ` claim) are always checked.
+Refresh tokens are single use: each refresh replaces the pair, and a refresh
+token presented twice is refused.
+"""
+
+import logging
+import uuid
+from datetime import timedelta
+
+import jwt
+from flask import current_app
+
+from models import Citizen, RefreshToken
+from models.base import utcnow
+from models.db import transaction
+from services.errors import Unauthorized
+
+log = logging.getLogger(__name__)
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "typ", "jti"]
+
+
+def _encode(subject, kind, seconds, jti):
+    now = utcnow()
+    claims = {
+        "iss": current_app.config["JWT_ISSUER"],
+        "aud": current_app.config["JWT_AUDIENCE"],
+        "sub": subject,
+        "typ": kind,
+        "jti": jti,
+        "iat": now,
+        "exp": now + timedelta(seconds=seconds),
+    }
+    return jwt.encode(claims, current_app.config["SECRET_KEY"], algorithm=ALGORITHM)
+
+
+def issue_pair(citizen):
+    """Return a new access and refresh token for `citizen`."""
+    config = current_app.config
+    refresh_jti = uuid.uuid4().hex
+    RefreshToken.create(
+        jti=refresh_jti,
+        citizen=citizen,
+        expires_at=utcnow() + timedelta(seconds=config["REFRESH_TOKEN_SECONDS"]),
+    )
+    subject = f"citizen:{citizen.id}"
+    return {
+        "access_token": _encode(
+            subject, "access", config["ACCESS_TOKEN_SECONDS"], uuid.uuid4().hex
+        ),
+        "refresh_token": _encode(
+            subject, "refresh", config["REFRESH_TOKEN_SECONDS"], refresh_jti
+        ),
+        "token_type": "Bearer",
+        "expires_in": config["ACCESS_TOKEN_SECONDS"],
+    }
+
+
+def decode(token, kind):
+    """Return the claims of a valid token of `kind`, or raise Unauthorized."""
+    try:
+        claims = jwt.decode(
+            token,
+            current_app.config["SECRET_KEY"],
+            algorithms=[ALGORITHM],
+            audience=current_app.config["JWT_AUDIENCE"],
+            issuer=current_app.config["JWT_ISSUER"],
+            options={"require": REQUIRED_CLAIMS},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("token_expired", "登录已过期，请刷新或重新登录。") from None
+    except jwt.PyJWTError as error:
+        log.info("token refused reason=%s", type(error).__name__)
+        raise Unauthorized("token_invalid", "登录凭证无效，请重新登录。") from None
+    if claims["typ"] != kind:
+        raise Unauthorized("token_invalid", "登录凭证类型不符，请重新登录。")
+    return claims
+
+
+def citizen_from_access_token(token):
+    """Return the citizen an access token names."""
+    claims = decode(token, "access")
+    return _citizen(claims["sub"])
+
+
+def _citizen(subject):
+    kind, _, raw_id = str(subject).partition(":")
+    citizen = None
+    if kind == "citizen" and raw_id.isdigit():
+        citizen = Citizen.get_or_none(Citizen.id == int(raw_id))
+    if citizen is None:
+        raise Unauthorized("token_invalid", "登录凭证无效，请重新登录。")
+    return citizen
+
+
+def refresh_pair(token):
+    """Spend a refresh token and return a new pair."""
+    claims = decode(token, "refresh")
+    citizen = _citizen(claims["sub"])
+    with transaction():
+        spent = (
+            RefreshToken.update(used_at=utcnow())
+            .where(
+                (RefreshToken.jti == claims["jti"])
+                & (RefreshToken.citizen == citizen)
+                & RefreshToken.used_at.is_null()
+            )
+            .execute()
+        )
+        if spent != 1:
+            log.warning("refresh token reused or unknown citizen=%s", citizen.id)
+            raise Unauthorized("token_reused", "登录凭证已使用过，请重新登录。")
+        return issue_pair(citizen)
