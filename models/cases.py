@@ -56,7 +56,7 @@ class Transfer(BaseModel):
     agreement_accepted_at = peewee.DateTimeField(null=True)
     arrears_fen = peewee.IntegerField(null=True)
     arrears_checked_at = peewee.DateTimeField(null=True)
-    status = peewee.CharField(max_length=16, default="draft")
+    status = peewee.CharField(max_length=32, default="draft")
     return_reason = peewee.TextField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
@@ -69,7 +69,7 @@ class TransferEvent(BaseModel):
     """One entry of a transfer's timeline."""
 
     transfer = peewee.ForeignKeyField(Transfer, backref="events", on_delete="CASCADE")
-    status = peewee.CharField(max_length=16)
+    status = peewee.CharField(max_length=32)
     actor = peewee.CharField(max_length=16)
     note = peewee.TextField(null=True)
     return_reason = peewee.TextField(null=True)

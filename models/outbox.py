@@ -13,7 +13,7 @@ class OutboxMessage(BaseModel):
     ref_id = peewee.IntegerField()
     utility_code = peewee.CharField(max_length=32)
     payload = SealedJSONField()
-    state = peewee.CharField(max_length=16, default="pending")
+    state = peewee.CharField(max_length=32, default="pending")
     attempts = peewee.IntegerField(default=0)
     next_attempt_at = peewee.DateTimeField(default=utcnow, index=True)
     last_error = peewee.TextField(null=True)

@@ -187,7 +187,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         ref_id = pw.IntegerField()
         utility_code = pw.CharField(max_length=32)
         payload = pw.TextField()
-        state = pw.CharField(default="pending", max_length=16)
+        state = pw.CharField(default="pending", max_length=32)
         attempts = pw.IntegerField(default=0)
         next_attempt_at = pw.DateTimeField(index=True)
         last_error = pw.TextField(null=True)
@@ -259,7 +259,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         agreement_accepted_at = pw.DateTimeField(null=True)
         arrears_fen = pw.IntegerField(null=True)
         arrears_checked_at = pw.DateTimeField(null=True)
-        status = pw.CharField(default="draft", max_length=16)
+        status = pw.CharField(default="draft", max_length=32)
         return_reason = pw.TextField(null=True)
         created_at = pw.DateTimeField()
         updated_at = pw.DateTimeField()
@@ -312,7 +312,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
             model=migrator.orm["transfer"],
             on_delete="CASCADE",
         )
-        status = pw.CharField(max_length=16)
+        status = pw.CharField(max_length=32)
         actor = pw.CharField(max_length=16)
         note = pw.TextField(null=True)
         return_reason = pw.TextField(null=True)

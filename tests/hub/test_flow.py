@@ -1,0 +1,228 @@
+"""The main flow end to end, through the hub's HTTP API and real peers."""
+
+from io import BytesIO
+
+import requests
+import zxingcpp
+from PIL import Image
+
+from demo import scenarios
+from models import OutboxMessage, Utility
+from models.base import utcnow
+from tests.hub.flows import drive_to_submission, transfer_by_org
+
+
+def complete_registration(client, scenario):
+    client.put_business(
+        scenario.business_no, scenarios.business_payload(scenario, "completed")
+    )
+
+
+def test_new_home_pays_arrears_then_completes(client, homes, stack):
+    developer = homes.people.developer("济南测试置业有限公司")
+    home = homes.make(
+        accounts=[("water", {"arrears_fen": 4230}), ("gas", {})],
+        business_type="商品房买卖",
+        sellers=[developer],
+    )
+    case_id = drive_to_submission(client, home)
+
+    arrears = client.call("GET", f"/cases/{case_id}/arrears")
+    water = next(a for a in arrears if a["service_org"] == "济南水务集团有限公司")
+    assert water["arrears_fen"] == 4230
+    assert water["state"] == "owed"
+    assert water["arrears_display"] == "¥42.30"
+
+    payment = client.call(
+        "POST", f"/cases/{case_id}/transfers/{water['transfer_id']}/payments", {}
+    )
+    assert payment["amount_fen"] == 4230
+    assert payment["status"] == "pending"
+    assert payment["code_url"].startswith("weixin://wxpay/bizpayurl?pr=")
+
+    png = client.call("GET", f"/payments/{payment['payment_id']}/qr.png")
+    decoded = zxingcpp.read_barcodes(Image.open(BytesIO(png)))
+    assert [result.text for result in decoded] == [payment["code_url"]]
+
+    client.pay_in_sandbox(payment["code_url"])
+    settled = client.wait_for_payment(payment["payment_id"])
+    assert settled["status"] == "paid"
+    assert settled["paid_at"].endswith("+08:00")
+
+    client.call("POST", f"/cases/{case_id}/submission", {})
+    complete_registration(client, home)
+    progress = client.wait_until_final(case_id)
+
+    assert progress["status"] == "closed"
+    assert [t["status"] for t in progress["transfers"]] == ["completed", "completed"]
+    water_events = [e["status"] for e in transfer_by_org(progress, "水务")["events"]]
+    assert water_events.index("arrears_paid") < water_events.index("pushed")
+    assert water_events[-1] == "completed"
+
+
+def test_new_home_arrears_clear_after_report(client, homes, stack):
+    home = homes.make(accounts=[("water", {"arrears_fen": 1999})])
+    case_id = drive_to_submission(client, home)
+    transfer_id = client.call("GET", f"/cases/{case_id}/arrears")[0]["transfer_id"]
+    payment = client.call(
+        "POST", f"/cases/{case_id}/transfers/{transfer_id}/payments", {}
+    )
+    client.pay_in_sandbox(payment["code_url"])
+    client.wait_for_payment(payment["payment_id"])
+
+    for _ in range(50):
+        answer = client.call("GET", f"/cases/{case_id}/arrears")[0]
+        if answer["state"] != "paid_pending":
+            break
+        import time
+
+        time.sleep(0.1)
+    assert answer["arrears_fen"] == 0
+    assert answer["state"] == "clear"
+
+
+def test_multi_step_history_goes_to_current_owner(client, homes, stack):
+    first_owner = homes.person()
+    home = homes.make(accounts=[("gas", {"holder": first_owner})])
+    case_id = drive_to_submission(client, home)
+
+    account = client.call("GET", f"/cases/{case_id}/accounts")[0]
+    assert account["holder_relation"] == "other"
+    assert account["holder_name"].startswith(first_owner.name[0])
+    assert account["holder_name"] != first_owner.name
+
+    client.call("POST", f"/cases/{case_id}/submission", {})
+    complete_registration(client, home)
+    progress = client.wait_until_final(case_id)
+    assert progress["transfers"][0]["status"] == "completed"
+
+    received = [
+        t
+        for t in requests.get(
+            stack.peers.utility_sim_url + "/_sim/transfers", timeout=10
+        ).json()["transfers"]
+        if t.get("account_no") == home.accounts[0].account_no
+    ]
+    assert len(received) == 1
+
+
+def test_direct_debit_is_returned_with_reason(client, homes):
+    home = homes.make(accounts=[("water", {}), ("power", {"direct_debit": True})])
+    case_id = drive_to_submission(client, home)
+    client.call("POST", f"/cases/{case_id}/submission", {})
+    complete_registration(client, home)
+    progress = client.wait_until_final(case_id)
+
+    power = transfer_by_org(progress, "供电")
+    assert power["status"] == "returned"
+    assert power["status_label"] == "退件"
+    assert power["return_reason"] == "原户主银行代扣未解除"
+    assert power["events"][-1]["return_reason"] == "原户主银行代扣未解除"
+    assert transfer_by_org(progress, "水务")["status"] == "completed"
+
+
+def test_unpaid_arrears_are_returned(client, homes):
+    home = homes.make(accounts=[("heat", {"arrears_fen": 120000})])
+    case_id = drive_to_submission(client, home)
+    client.call("POST", f"/cases/{case_id}/submission", {})
+    complete_registration(client, home)
+    progress = client.wait_until_final(case_id)
+    assert progress["transfers"][0]["return_reason"] == "账户仍有欠费未结清"
+
+
+def test_cable_tv_waits_for_collection(client, homes, sim):
+    home = homes.make(accounts=[("water", {}), ("tv", {})])
+    case_id = drive_to_submission(client, home)
+    client.call("POST", f"/cases/{case_id}/submission", {})
+    complete_registration(client, home)
+
+    progress = client.wait_until_final(case_id, seconds=5)
+    assert transfer_by_org(progress, "水务")["status"] == "completed"
+    assert transfer_by_org(progress, "广电")["status"] == "awaiting_collection"
+    assert progress["status"] == "in_progress"
+
+    progress = client.wait_until_final(case_id, poke=lambda: sim.collect("tv"))
+    tv = transfer_by_org(progress, "广电")
+    assert tv["status"] == "completed"
+    assert [e["status"] for e in tv["events"]][-3:] == [
+        "collected",
+        "in_progress",
+        "completed",
+    ]
+    assert progress["status"] == "closed"
+
+
+def test_registration_before_submission_pushes_on_submit(client, homes):
+    home = homes.make(accounts=[("water", {})], status="completed")
+    case_id = drive_to_submission(client, home)
+    client.call("POST", f"/cases/{case_id}/submission", {})
+    progress = client.wait_until_final(case_id)
+    assert progress["transfers"][0]["status"] == "completed"
+
+
+def test_added_account_is_checked_and_linked(client, homes):
+    home = homes.make(accounts=[("water", {}), ("heat", {"linked": False})])
+    client.login(home.buyer)
+    case = client.call("POST", "/cases", {"business_no": home.business_no})
+    assert len(case["transfers"]) == 1
+
+    heat = home.accounts[1]
+    added = client.call(
+        "POST",
+        f"/cases/{case['case_id']}/accounts",
+        {"service_org": "济南能源集团有限公司热力", "account_no": heat.account_no},
+    )
+    assert added["added_by_applicant"] is True
+    assert added["holder_relation"] == "previous_owner"
+    assert len(client.call("GET", f"/cases/{case['case_id']}")["transfers"]) == 2
+
+
+def test_push_is_retried_until_the_utility_takes_it(client, homes, stack, app):
+    home = homes.make(accounts=[("gas", {})])
+    case_id = drive_to_submission(client, home)
+    gas = Utility.get(Utility.code == "gas")
+    working_url = gas.base_url
+    Utility.update(base_url="http://127.0.0.1:9/gas").where(
+        Utility.id == gas.id
+    ).execute()
+    try:
+        client.call("POST", f"/cases/{case_id}/submission", {})
+        complete_registration(client, home)
+        message = _wait_for_attempt(home)
+        assert message.state == "pending"
+        assert message.attempts >= 1
+        assert "ConnectionError" in message.last_error
+        assert message.next_attempt_at > utcnow()
+    finally:
+        Utility.update(base_url=working_url).where(Utility.id == gas.id).execute()
+
+    OutboxMessage.update(next_attempt_at=utcnow()).where(
+        OutboxMessage.id == message.id
+    ).execute()
+    progress = client.wait_until_final(case_id)
+    assert progress["transfers"][0]["status"] == "completed"
+    assert OutboxMessage.get_by_id(message.id).state == "done"
+
+
+def _wait_for_attempt(home, seconds=10):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        message = (
+            OutboxMessage.select()
+            .where(
+                (OutboxMessage.kind == "push_transfer")
+                & (OutboxMessage.utility_code == "gas")
+            )
+            .order_by(OutboxMessage.id.desc())
+            .first()
+        )
+        if (
+            message
+            and message.payload["business_no"] == home.business_no
+            and message.attempts
+        ):
+            return message
+        time.sleep(0.1)
+    raise AssertionError("the push was never attempted")
