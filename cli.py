@@ -35,15 +35,112 @@ def serve(port, var_dir):
     from demo.stack import start_stack
 
     stack = start_stack(Path(var_dir), port=port)
+    buyers = register_demo_businesses(stack)
     click.echo(f"Lianban is running at {stack.hub_url}/api/v1")
     click.echo(f"  OpenAPI document: {stack.hub_url}/api/v1/openapi.json")
     click.echo(f"  identity provider sandbox: {stack.peers.idp_url}")
     click.echo(f"  WeChat Pay sandbox: {stack.peers.wechatpay_url}")
     click.echo(f"  utility simulator: {stack.peers.utility_sim_url}")
-    click.echo(f"  registry secret: {Path(var_dir) / 'hub-partners.json'}")
-    click.echo("Press Ctrl-C to stop.")
+    click.echo(f"  partner secrets: {Path(var_dir) / 'hub-partners.json'}")
+    click.echo("Demo businesses, accepted by the registry; log in as their buyers:")
+    for business_no, buyer in buyers:
+        click.echo(f"  {business_no}  {buyer.name}  {buyer.id_type}  {buyer.id_number}")
+    click.echo("docs/manual-use.md walks through a case. Press Ctrl-C to stop.")
     _wait_for_signal()
     stack.stop()
+
+
+def register_demo_businesses(stack):
+    """Register the demo businesses as accepted, unless the registry already sent them."""
+    from demo import scenarios
+    from demo.client import HubClient
+
+    client = HubClient(
+        stack.hub_url,
+        stack.peers.idp_url,
+        stack.peers.wechatpay_url,
+        stack.registry_secret,
+    )
+    from models import Business
+    from models.db import database
+
+    buyers = []
+    for scenario in scenarios.build_scenarios():
+        with stack.app.app_context(), database.connection_context():
+            known = Business.get_or_none(Business.business_no == scenario.business_no)
+        if known is None:
+            client.put_business(
+                scenario.business_no, scenarios.business_payload(scenario, "accepted")
+            )
+        buyers.append((scenario.business_no, scenario.buyer))
+    return buyers
+
+
+@main.group()
+def registry():
+    """Act as the registry system, for manual testing."""
+
+
+@registry.command("put")
+@click.argument("business_no")
+@click.argument("body", type=click.File("rb"))
+@click.option(
+    "--hub",
+    default="http://127.0.0.1:5000",
+    show_default=True,
+    help="Base URL of the running hub.",
+)
+@click.option(
+    "--var-dir",
+    default="var",
+    show_default=True,
+    help="Folder of the running hub, whose hub-partners.json holds the registry secret.",
+)
+def registry_put(business_no, body, hub, var_dir):
+    """Send BODY (a JSON file, or - for stdin) as PUT /registry/businesses/BUSINESS_NO, signed."""
+    import json
+
+    import requests
+
+    from partners.signing import sign_request
+
+    secret = json.loads((Path(var_dir) / "hub-partners.json").read_text())["registry"][
+        "secret"
+    ]
+    raw = body.read()
+    path = f"/api/v1/registry/businesses/{business_no}"
+    headers = sign_request("registry", secret, "PUT", path, raw)
+    headers["Content-Type"] = "application/json"
+    response = requests.put(
+        hub.rstrip("/") + path, data=raw, headers=headers, timeout=15
+    )
+    click.echo(f"HTTP {response.status_code}")
+    click.echo(response.text)
+    sys.exit(0 if response.ok else 1)
+
+
+@registry.command("demo-body")
+@click.argument("business_no")
+@click.option(
+    "--status",
+    type=click.Choice(["accepted", "completed", "withdrawn"]),
+    default="completed",
+    show_default=True,
+    help="registration_status to send.",
+)
+def registry_demo_body(business_no, status):
+    """Print the registry's JSON body for a demo business, to pipe into `put`."""
+    import json
+
+    from demo import scenarios
+
+    for scenario in scenarios.build_scenarios():
+        if scenario.business_no == business_no:
+            payload = scenarios.business_payload(scenario, status)
+            click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+            return
+    known = ", ".join(s.business_no for s in scenarios.build_scenarios())
+    raise click.BadParameter(f"not a demo business; known: {known}")
 
 
 @main.command()
