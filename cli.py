@@ -51,7 +51,7 @@ def serve(port, var_dir):
 
 
 def register_demo_businesses(stack):
-    """Register the demo businesses as accepted, unless the registry already sent them."""
+    """Register the demo businesses as accepted where the registry has not yet."""
     from demo import scenarios
     from demo.client import HubClient
 
@@ -94,10 +94,13 @@ def registry():
     "--var-dir",
     default="var",
     show_default=True,
-    help="Folder of the running hub, whose hub-partners.json holds the registry secret.",
+    help="Folder of the running hub; its hub-partners.json has the registry secret.",
 )
 def registry_put(business_no, body, hub, var_dir):
-    """Send BODY (a JSON file, or - for stdin) as PUT /registry/businesses/BUSINESS_NO, signed."""
+    """Send BODY (a JSON file, or - for stdin) signed, as the registry does.
+
+    The request is PUT /api/v1/registry/businesses/BUSINESS_NO.
+    """
     import json
 
     import requests

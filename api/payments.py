@@ -79,7 +79,7 @@ def wechatpay_notification():
     try:
         transaction = client.parse_notification(request.headers, request.get_data())
     except InvalidNotification as error:
-        log.warning("payment notification refused reason=%s", error)
+        log.warning("payment notification rejected reason=%s", error)
         body, status = wechatpay.notification_nack(str(error), status=401)
         return jsonify(body), status
     if transaction.trade_state == "SUCCESS":

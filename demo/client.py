@@ -76,7 +76,7 @@ class HubClient:
         return pair
 
     def pay_in_sandbox(self, code_url):
-        """Pay an order in the WeChat Pay sandbox, as a phone scanning the code would."""
+        """Pay an order in the WeChat Pay sandbox, in place of a phone scanning it."""
         response = self.session.post(
             self.wechatpay_url + "/_sandbox/pay",
             json={"code_url": code_url},

@@ -34,9 +34,7 @@ def run_demo(var_dir):
     say(f"\n{passed} of {len(results)} demo cases ended as expected.")
     if passed == len(results):
         say("\nTo keep the service running and explore it:")
-        say(
-            "  .venv/bin/lianban serve          # hub on http://127.0.0.1:5000 with its peers"
-        )
+        say("  .venv/bin/lianban serve   # the hub on 127.0.0.1:5000 with its peers")
         say("  open http://127.0.0.1:5000/api/v1/openapi.json for the API")
         say("  docs/manual-use.md shows how to log in and pay in the sandboxes")
     return passed == len(results)
@@ -70,8 +68,8 @@ def walk_case(client, stack, scenario):
         scenario.business_no, scenarios.business_payload(scenario, "accepted")
     )
     say(
-        f"registry: business {scenario.business_no} accepted ({scenario.business_type}, "
-        f"{scenario.location})",
+        f"registry: business {scenario.business_no} accepted "
+        f"({scenario.business_type}, {scenario.location})",
         1,
     )
     client.login(scenario.buyer)

@@ -272,7 +272,7 @@ def account_links(scenarios):
 
 
 def simulator_accounts(scenarios):
-    """Return the accounts as each utility's own system holds them."""
+    """Return the accounts as each utility's own system stores them."""
     return [
         {
             "utility": account.utility,

@@ -1,4 +1,4 @@
-"""The service with its partner peers on loopback, for the demo, manual use and tests."""
+"""The hub with its partner peers on loopback, for the demo, manual use and tests."""
 
 import json
 import logging

@@ -27,9 +27,9 @@ def _expect_fields(partner, data, fields):
     missing = [name for name in fields if name not in data]
     if missing:
         log.warning(
-            "partner answer lacks fields partner=%s fields=%s", partner, missing
+            "partner response lacks fields partner=%s fields=%s", partner, missing
         )
-        raise PartnerError(partner, f"answer lacks {', '.join(missing)}")
+        raise PartnerError(partner, f"response lacks {', '.join(missing)}")
 
 
 class UtilityClient(SignedClient):
@@ -86,14 +86,14 @@ class UtilityClient(SignedClient):
         return self._ok(self.request("POST", path, payload))
 
     def push_transfer(self, payload, message_id):
-        """Push one Annex 2 transfer; the utility answers at once, reports later."""
+        """Push one Annex 2 transfer. The utility accepts at once and reports later."""
         return self._ok(self.request("POST", "/transfers", payload, message_id))
 
     def _ok(self, response):
         if 200 <= response.status_code < 300:
             data = read_json(self.partner, response)
             if not isinstance(data, dict):
-                raise PartnerError(self.partner, "answer is not a JSON object")
+                raise PartnerError(self.partner, "response is not a JSON object")
             return data
         code = message = None
         try:
@@ -104,7 +104,7 @@ class UtilityClient(SignedClient):
                 "partner error body is not a JSON object partner=%s", self.partner
             )
         log.warning(
-            "partner refused partner=%s status=%s code=%s message=%s",
+            "partner rejected request partner=%s status=%s code=%s message=%s",
             self.partner,
             response.status_code,
             code,

@@ -39,7 +39,7 @@ def cases_of(citizen):
 def load_case(citizen, case_id):
     """Return the case if `citizen` is one of its owners, else raise NotFound.
 
-    A case the caller may not see gets the same answer as one that does not
+    A case the caller may not see gets the same response as one that does not
     exist, so ids reveal nothing.
     """
     case = Case.get_or_none(Case.id == case_id)

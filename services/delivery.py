@@ -13,10 +13,11 @@ from datetime import timedelta
 
 from flask import current_app
 
-from models import OutboxMessage, Party, Payment, Transfer
+from models import OutboxMessage, PartnerMessage, Party, Payment, Transfer
 from models.base import utcnow
 from models.db import transaction
 from partners.http import PartnerError
+from partners.signing import WINDOW_SECONDS
 from partners.utilities import UtilityClient
 from services import timeline
 
@@ -98,7 +99,7 @@ def queue_case_pushes(case):
 
 
 def queue_payment_report(payment):
-    """Write the message that tells the utility a payment settled its arrears."""
+    """Write the message that reports a settled payment to the utility."""
     transfer = payment.transfer
     OutboxMessage.create(
         kind=PAYMENT_REPORT,
@@ -238,7 +239,7 @@ def _record_failure(message, error):
             state="failed", attempts=attempts, last_error=str(error)
         ).where(OutboxMessage.id == message.id).execute()
         log.error(
-            "outbox message refused kind=%s ref=%s utility=%s error=%s",
+            "outbox message rejected by partner kind=%s ref=%s utility=%s error=%s",
             message.kind,
             message.ref_id,
             message.utility_code,
@@ -286,3 +287,12 @@ def collect_exports(utility):
             timeline.record(transfer, "collected", "utility")
     log.info("exports collected utility=%s count=%d", utility.code, len(waiting))
     return [message.payload for message in waiting]
+
+
+def forget_old_message_ids():
+    """Drop seen partner message ids once their timestamps fall outside the window.
+
+    A replay of such a message is rejected by its stale timestamp instead.
+    """
+    horizon = utcnow() - timedelta(seconds=2 * WINDOW_SECONDS)
+    PartnerMessage.delete().where(PartnerMessage.received_at < horizon).execute()

@@ -41,7 +41,7 @@ def start_payment(transfer):
     """Return a payable order for the transfer's current arrears.
 
     A pending order for the same amount that has not expired is reused, so a
-    repeated tap does not create a second payable code; any other pending
+    repeated tap does not create a second payable code. Any other pending
     order is closed at the provider first.
     """
     if transfer.case.status in ("closed", "withdrawn"):
@@ -121,7 +121,7 @@ def _create(transfer, amount_fen):
             expires_at.replace(tzinfo=UTC),
         )
     except PaymentError as error:
-        log.warning("payment order refused transfer=%s error=%s", transfer.id, error)
+        log.warning("payment order rejected transfer=%s error=%s", transfer.id, error)
         Payment.update(status="failed").where(Payment.id == payment.id).execute()
         raise PartnerUnavailable(
             "payment_provider_error", "支付下单失败，请稍后再试。"
@@ -193,7 +193,11 @@ def refresh_payment(payment):
 
 
 def settle(out_trade_no, transaction_id, amount_fen, paid_at):
-    """Credit a successful payment exactly once; return True if this call did."""
+    """Credit a successful payment; return True if this call credited it.
+
+    The conditional update from pending to paid lets one caller win, however
+    many notifications and queries arrive at once.
+    """
     payment = Payment.get_or_none(Payment.out_trade_no == out_trade_no)
     if payment is None:
         log.error("payment notice for unknown order out_trade_no=%s", out_trade_no)

@@ -1,9 +1,9 @@
 """JWT access and refresh tokens, by RFC 8725 practice.
 
-One algorithm (HS256) is fixed by the server and never read from the token;
-expiry, issuer, audience and the token kind (`typ` claim) are always checked.
+The server fixes one algorithm (HS256) and never reads it from the token.
+Expiry, issuer, audience and the token kind (`typ` claim) are always checked.
 Refresh tokens are single use: each refresh replaces the pair, and a refresh
-token presented twice is refused.
+token presented twice is rejected.
 """
 
 import logging
@@ -74,7 +74,7 @@ def decode(token, kind):
     except jwt.ExpiredSignatureError:
         raise Unauthorized("token_expired", "登录已过期，请刷新或重新登录。") from None
     except jwt.PyJWTError as error:
-        log.info("token refused reason=%s", type(error).__name__)
+        log.info("token rejected reason=%s", type(error).__name__)
         raise Unauthorized("token_invalid", "登录凭证无效，请重新登录。") from None
     if claims["typ"] != kind:
         raise Unauthorized("token_invalid", "登录凭证类型不符，请重新登录。")

@@ -31,6 +31,7 @@ class OutboxWorker(threading.Thread):
             try:
                 database.connect(reuse_if_open=True)
                 delivery.deliver_due()
+                delivery.forget_old_message_ids()
             except Exception:
                 log.exception("outbox pass failed; retrying next pass")
             finally:
