@@ -235,9 +235,15 @@ def backoff_seconds(attempts):
 def _record_failure(message, error):
     attempts = message.attempts + 1
     if not error.retryable:
-        OutboxMessage.update(
-            state="failed", attempts=attempts, last_error=str(error)
-        ).where(OutboxMessage.id == message.id).execute()
+        with transaction():
+            OutboxMessage.update(
+                state="failed", attempts=attempts, last_error=str(error)
+            ).where(OutboxMessage.id == message.id).execute()
+            if message.kind == PUSH:
+                transfer = Transfer.get_by_id(message.ref_id)
+                timeline.record(
+                    transfer, "push_failed", "system", note=f"服务机构拒收推送：{error}"
+                )
         log.error(
             "outbox message rejected by partner kind=%s ref=%s utility=%s error=%s",
             message.kind,
@@ -245,11 +251,6 @@ def _record_failure(message, error):
             message.utility_code,
             error,
         )
-        if message.kind == PUSH:
-            transfer = Transfer.get_by_id(message.ref_id)
-            timeline.record(
-                transfer, "push_failed", "system", note=f"服务机构拒收推送：{error}"
-            )
         return
     wait = backoff_seconds(attempts)
     OutboxMessage.update(

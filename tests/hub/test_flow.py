@@ -226,3 +226,40 @@ def _wait_for_attempt(home, seconds=10):
             return message
         time.sleep(0.1)
     raise AssertionError("the push was never attempted")
+
+
+def test_rejected_push_is_shown_as_failed(client, homes, app):
+    home = homes.make(accounts=[("heat", {})])
+    case_id = drive_to_submission(client, home)
+    heat = Utility.get(Utility.code == "heat")
+    real_name = heat.service_org
+    # The simulator rejects a push whose service_org is not the utility's own.
+    Utility.update(service_org="济南测试热力").where(Utility.id == heat.id).execute()
+    try:
+        client.call("POST", f"/cases/{case_id}/submission", {})
+        complete_registration(client, home)
+        progress = _wait_for_status(client, case_id, "push_failed")
+    finally:
+        Utility.update(service_org=real_name).where(Utility.id == heat.id).execute()
+
+    transfer = progress["transfers"][0]
+    assert transfer["status_label"] == "推送失败，待人工处理"
+    assert "HTTP 400" in transfer["events"][-1]["note"]
+    message = OutboxMessage.get(
+        (OutboxMessage.kind == "push_transfer")
+        & (OutboxMessage.ref_id == transfer["transfer_id"])
+    )
+    assert message.state == "failed"
+    assert message.attempts == 1
+
+
+def _wait_for_status(client, case_id, status, seconds=10):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        progress = client.call("GET", f"/cases/{case_id}/progress")
+        if progress["transfers"][0]["status"] == status:
+            return progress
+        time.sleep(0.1)
+    raise AssertionError(f"transfer never reached {status}: {progress}")
