@@ -21,4 +21,5 @@ class AgreementSchema(Schema):
 @blp.response(200, AgreementSchema)
 def get_agreement(service_org):
     """Show the utility's current transfer agreement, text and version"""
-    return cases.current_agreement(cases.find_utility(service_org))
+    utility = cases.find_utility(service_org, location="path")
+    return cases.current_agreement(utility)

@@ -1,6 +1,7 @@
 """The registry's side: creating and updating registration businesses."""
 
 import logging
+from decimal import Decimal
 
 from flask import request
 from flask_smorest import Blueprint
@@ -12,6 +13,9 @@ from domain.identifiers import ID_TYPES, InvalidIdentifier, normalise_id_number
 from services import registry
 
 log = logging.getLogger(__name__)
+
+# Areas are stored as NUMERIC(12, 2), which allows ten digits before the point.
+MAX_AREA = Decimal("9999999999.99")
 
 blp = Blueprint("registry", __name__, description="Registry system calls (signed)")
 
@@ -43,7 +47,9 @@ class BusinessSchema(Schema):
     registration_status = fields.String(
         required=True, validate=validate.OneOf(registry.REGISTRATION_STATUSES)
     )
-    certificate_no = api_fields.CertificateNo(load_default=None, allow_none=True)
+    certificate_no = api_fields.CertificateNo(
+        load_default=None, allow_none=True, validate=validate.Length(max=64)
+    )
     unit_code = api_fields.UnitCode(required=True)
     former_unit_codes = fields.List(api_fields.UnitCode(), load_default=list)
     location = fields.String(required=True, validate=validate.Length(min=2, max=200))
@@ -51,10 +57,16 @@ class BusinessSchema(Schema):
         load_default=None, allow_none=True, validate=validate.Length(max=32)
     )
     building_area = fields.Decimal(
-        places=2, load_default=None, allow_none=True, validate=validate.Range(min=0)
+        places=2,
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0, max=MAX_AREA),
     )
     inner_area = fields.Decimal(
-        places=2, load_default=None, allow_none=True, validate=validate.Range(min=0)
+        places=2,
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0, max=MAX_AREA),
     )
     owners = fields.List(
         fields.Nested(PersonSchema),

@@ -7,7 +7,12 @@ import peewee
 from flask import current_app, g, request
 
 from models import PartnerMessage
-from partners.signing import SignatureError, read_headers, verify_signature
+from partners.signing import (
+    MESSAGE_ID_HEADER,
+    SignatureError,
+    read_headers,
+    verify_signature,
+)
 from services import tokens
 from services.errors import Unauthorized
 
@@ -58,8 +63,9 @@ def verify_partner(partner_kinds):
         secrets = _secrets_for(signed.partner, partner_kinds)
         path = request.path
         if request.query_string:
-            path += "?" + request.query_string.decode()
+            path += "?" + request.query_string.decode("utf-8", "replace")
         verify_signature(signed, secrets, request.method, path, request.get_data())
+        _check_message_id(signed.message_id)
     except SignatureError as error:
         log.warning("partner signature refused code=%s", error.code)
         raise Unauthorized(
@@ -77,6 +83,17 @@ def _secrets_for(partner, partner_kinds):
             "partner_unknown", f"Partner {partner!r} may not call this endpoint."
         )
     return secrets
+
+
+def _check_message_id(message_id):
+    # The id is stored to reject replays, so it must fit its column.
+    limit = PartnerMessage.message_id.max_length
+    if len(message_id) > limit:
+        raise SignatureError(
+            "message_id_invalid",
+            f"{MESSAGE_ID_HEADER} must be at most {limit} characters; "
+            f"got {len(message_id)}.",
+        )
 
 
 def _refuse_replay(signed):

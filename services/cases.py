@@ -5,7 +5,7 @@ import logging
 from flask import g
 
 from models import AccountLink, Agreement, Business, Case, Party, Transfer, Utility
-from models.base import utcnow
+from models.base import is_storable_id, utcnow
 from models.db import locked, transaction
 from partners.http import PartnerError
 from partners.utilities import AccountNotFound
@@ -42,7 +42,7 @@ def load_case(citizen, case_id):
     A case the caller may not see gets the same response as one that does not
     exist, so ids reveal nothing.
     """
-    case = Case.get_or_none(Case.id == case_id)
+    case = Case.get_or_none(Case.id == case_id) if is_storable_id(case_id) else None
     if case is None or citizen.id_index not in owner_indexes(case.business):
         raise NotFound(*CASE_NOT_FOUND)
     g.case_id = case.id
@@ -51,9 +51,11 @@ def load_case(citizen, case_id):
 
 def load_transfer(citizen, case_id, transfer_id):
     case = load_case(citizen, case_id)
-    transfer = Transfer.get_or_none(
-        (Transfer.id == transfer_id) & (Transfer.case == case)
-    )
+    transfer = None
+    if is_storable_id(transfer_id):
+        transfer = Transfer.get_or_none(
+            (Transfer.id == transfer_id) & (Transfer.case == case)
+        )
     if transfer is None:
         raise NotFound("transfer_not_found", "该联办事项下没有此户号的过户记录。")
     return transfer
@@ -102,7 +104,12 @@ def require_open(case):
         )
 
 
-def find_utility(service_org):
+def find_utility(service_org, location="json"):
+    """Return the utility named by `service_org` or its code, or raise Invalid.
+
+    `location` is where the request carried the name ("json" or "path"), for
+    the error's `errors` field.
+    """
     utility = Utility.get_or_none(
         (Utility.service_org == service_org) | (Utility.code == service_org)
     )
@@ -111,7 +118,7 @@ def find_utility(service_org):
         raise Invalid(
             "unknown_utility",
             f"服务机构“{service_org}”未接入，可选：{names}。",
-            errors={"json": {"service_org": ["unknown service organisation"]}},
+            errors={location: {"service_org": ["unknown service organisation"]}},
         )
     return utility
 

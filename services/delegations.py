@@ -23,7 +23,14 @@ def grant(case, citizen, agency_name, agency_credit_code, scope, expires_at):
             "中介机构统一社会信用代码格式有误，请核对营业执照。",
             errors={"json": {"agency_credit_code": [str(error)]}},
         ) from None
-    expires = expires_at.astimezone(UTC).replace(tzinfo=None)
+    try:
+        expires = expires_at.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise Invalid(
+            "delegation_expiry_invalid",
+            "授权截止时间超出可记录的范围，请选择更近的日期。",
+            errors={"json": {"expires_at": ["out of the supported date range"]}},
+        ) from None
     if expires <= utcnow():
         raise Invalid(
             "delegation_expired",

@@ -3,7 +3,7 @@
 import logging
 
 from models import Case, Transfer
-from models.base import utcnow
+from models.base import parse_id, utcnow
 from models.db import locked, transaction
 from services import timeline
 from services.errors import Conflict, Invalid, NotFound
@@ -65,12 +65,12 @@ def apply_feedback(utility, report):
 
 
 def _load(utility, report):
-    transfer_id = report["transfer_id"]
+    transfer_id = parse_id(report["transfer_id"])
     transfer = None
-    if transfer_id.isdigit():
+    if transfer_id is not None:
         transfer = locked(
             Transfer.select().where(
-                (Transfer.id == int(transfer_id)) & (Transfer.utility == utility)
+                (Transfer.id == transfer_id) & (Transfer.utility == utility)
             )
         ).get_or_none()
     if transfer is None or transfer.account_no != report["account_no"]:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from flask import current_app
 
 from models import Payment, Transfer
-from models.base import utcnow
+from models.base import is_storable_id, utcnow
 from models.db import transaction
 from partners.http import PartnerError
 from payments import wechatpay
@@ -159,7 +159,9 @@ def close_payment(payment):
 def load_payment(citizen, payment_id):
     from services.cases import load_case
 
-    payment = Payment.get_or_none(Payment.id == payment_id)
+    payment = None
+    if is_storable_id(payment_id):
+        payment = Payment.get_or_none(Payment.id == payment_id)
     if payment is None:
         raise NotFound("payment_not_found", "缴费记录不存在。")
     try:

@@ -14,7 +14,7 @@ import jwt
 from flask import current_app
 
 from models import Citizen, RefreshToken
-from models.base import utcnow
+from models.base import parse_id, utcnow
 from models.db import transaction
 from services.errors import Unauthorized
 
@@ -89,9 +89,10 @@ def citizen_from_access_token(token):
 
 def _citizen(subject):
     kind, _, raw_id = str(subject).partition(":")
+    citizen_id = parse_id(raw_id)
     citizen = None
-    if kind == "citizen" and raw_id.isdigit():
-        citizen = Citizen.get_or_none(Citizen.id == int(raw_id))
+    if kind == "citizen" and citizen_id is not None:
+        citizen = Citizen.get_or_none(Citizen.id == citizen_id)
     if citizen is None:
         raise Unauthorized("token_invalid", "登录凭证无效，请重新登录。")
     return citizen

@@ -80,6 +80,7 @@ class Homes:
         business_type="二手房买卖",
         sellers=None,
         buyer=None,
+        co_owners=(),
     ):
         """Register a business whose unit has `accounts`; return a Scenario."""
         serial = next(_serial)
@@ -99,6 +100,7 @@ class Homes:
             certificate_no=f"鲁(2026)济南市不动产权第{serial:07d}号",
             buyer=buyer,
             sellers=sellers,
+            co_owners=list(co_owners),
         )
         for utility, options in accounts:
             holder = options.pop("holder", None) or (sellers[0] if sellers else buyer)

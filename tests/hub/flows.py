@@ -1,10 +1,15 @@
 """Steps of the citizen flow shared by the hub tests."""
 
 import json
+import random
+import re
 
 import requests
 
 from partners.signing import sign_request
+
+ERROR_KEYS = {"status", "code", "message", "request_id", "errors"}
+CHINESE = re.compile(r"[\u4e00-\u9fff]")
 
 
 def drive_to_submission(client, scenario):
@@ -19,11 +24,47 @@ def drive_to_submission(client, scenario):
     return case["case_id"]
 
 
-def signed_call(stack, partner, method, path, body=None, headers=None, message_id=None):
-    """Call the hub as a partner system, signing with that partner's secret."""
-    if partner == "registry":
+def new_business(homes):
+    """Return a business number and registry body that no test has sent yet."""
+    serial = random.randrange(10**10)
+    buyer = homes.person()
+    seller = homes.person()
+    business_no = f"BI{serial:010d}"
+    payload = {
+        "business_type": "二手房买卖",
+        "registration_status": "accepted",
+        "certificate_no": f"鲁(2026)济南市不动产权第{serial % 10**7:07d}号",
+        "unit_code": f"370102001001GB{serial % 10**5:05d}F{serial % 10**8:08d}",
+        "location": f"历下区燕子山路2号{serial % 100}号楼1单元101",
+        "usage": "住宅",
+        "building_area": "88.50",
+        "inner_area": "70.10",
+        "owners": [buyer.as_party()],
+        "previous_owners": [seller.as_party()],
+    }
+    return business_no, payload
+
+
+def signed_call(
+    stack,
+    partner,
+    method,
+    path,
+    body=None,
+    headers=None,
+    message_id=None,
+    secret=None,
+    now=None,
+):
+    """Call the hub as a partner system, signing with that partner's secret.
+
+    `secret` replaces the partner's own secret and `now` the signing time, so
+    tests can send a wrong or stale signature. `headers` override the signed
+    ones.
+    """
+    if secret is None and partner == "registry":
         secret = stack.registry_secret
-    else:
+    elif secret is None:
         secret = stack.peers.keys.utility_secret(partner)
     raw = (
         b""
@@ -35,7 +76,7 @@ def signed_call(stack, partner, method, path, body=None, headers=None, message_i
         )
     )
     full_path = "/api/v1" + path
-    signed = sign_request(partner, secret, method, full_path, raw, message_id)
+    signed = sign_request(partner, secret, method, full_path, raw, message_id, now)
     signed["Content-Type"] = "application/json"
     signed.update(headers or {})
     return requests.request(
@@ -47,3 +88,49 @@ def transfer_by_org(progress, utility_kind_name):
     return next(
         t for t in progress["transfers"] if utility_kind_name in t["service_org"]
     )
+
+
+def citizen_request(client, method, path, body=None, token=None):
+    """Send one request as the client's citizen and return the raw response.
+
+    A `bytes` body is sent as it is, labelled as JSON, and any other body is
+    encoded as JSON. `token` replaces the client's access token.
+    """
+    token = token or client.token
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if isinstance(body, bytes):
+        headers["Content-Type"] = "application/json"
+        return client.session.request(
+            method, client.api + path, data=body, headers=headers, timeout=10
+        )
+    return client.session.request(
+        method, client.api + path, json=body, headers=headers, timeout=10
+    )
+
+
+def assert_error(response, status, code):
+    """Check that `response` is the API's error shape with `status` and `code`.
+
+    Returns the decoded body, so that the caller can check `errors`.
+    """
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) <= ERROR_KEYS, body
+    assert body["status"] == status
+    assert body["code"] == code, body
+    assert CHINESE.search(body["message"]), body["message"]
+    assert isinstance(body["request_id"], str)
+    assert body["request_id"]
+    assert isinstance(body.get("errors", {}), dict)
+    return body
+
+
+def error_at(body, *keys):
+    """Return the messages under `errors` at the path `keys`, or None."""
+    node = body.get("errors")
+    for key in keys:
+        if not isinstance(node, dict) or str(key) not in node:
+            return None
+        node = node[str(key)]
+    return node
