@@ -201,6 +201,37 @@ def revision(name):
         click.echo(migrate.create_revision(name))
 
 
+@main.group()
+def agreement():
+    """Utilities' transfer agreements."""
+
+
+@agreement.command("publish")
+@click.argument("utility_code")
+@click.argument("body", type=click.File("r", encoding="utf-8"))
+@click.option("--title", required=True, help="Title shown above the agreement.")
+def agreement_publish(utility_code, body, title):
+    """Publish BODY (a UTF-8 text file) as the utility's next agreement version."""
+    from app import create_app
+    from models.db import database
+    from services import catalog
+
+    import peewee
+
+    app = create_app()
+    with app.app_context(), database.connection_context():
+        try:
+            published = catalog.publish_agreement(utility_code, title, body.read())
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="UTILITY_CODE") from None
+        except peewee.OperationalError as error:
+            raise click.ClickException(
+                f"The database {app.config['DATABASE_URL']} is not ready ({error}); "
+                "run `lianban db upgrade` or start `lianban serve` once."
+            ) from None
+    click.echo(f"published {utility_code} agreement version {published.version}")
+
+
 @main.command()
 def worker():
     """Send pushes and payment reports from the outbox until Ctrl-C."""

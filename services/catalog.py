@@ -71,3 +71,29 @@ def link_accounts(rows):
             link.updated_at = utcnow()
             link.save()
     log.info("account links recorded count=%d", len(rows))
+
+
+def publish_agreement(code, title, body):
+    """Publish the next version of a utility's agreement and return it.
+
+    Applicants who accepted an earlier version keep it; those who have not
+    accepted yet must accept the new one.
+    """
+    with transaction():
+        utility = Utility.get_or_none(Utility.code == code)
+        if utility is None:
+            raise ValueError(f"Unknown utility code {code!r}.")
+        latest = (
+            Agreement.select(Agreement.version)
+            .where(Agreement.utility == utility)
+            .order_by(Agreement.version.desc())
+            .first()
+        )
+        agreement = Agreement.create(
+            utility=utility,
+            version=(latest.version if latest else 0) + 1,
+            title=title,
+            body=body,
+        )
+    log.info("agreement published utility=%s version=%d", code, agreement.version)
+    return agreement

@@ -9,6 +9,7 @@ import pytest
 from demo import scenarios
 from models import AccountLink, Agreement, Business, Party, Unit, UnitCode, Utility
 from models.fields import data_keys
+from services import catalog
 from tests.hub.flows import (
     assert_error,
     citizen_request,
@@ -731,12 +732,8 @@ def test_accept_outdated_version(client, homes, app):
         .order_by(Agreement.version.desc())
         .first()
     )
-    Agreement.create(
-        utility=utility,
-        version=latest.version + 1,
-        title=latest.title,
-        body=latest.body,
-    )
+    published = catalog.publish_agreement("laiwu-power", latest.title, latest.body)
+    assert published.version == latest.version + 1
     home = homes.make(accounts=[("laiwu-power", {})])
     client.login(home.buyer)
     case = client.call("POST", "/cases", {"business_no": home.business_no})
