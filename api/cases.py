@@ -69,7 +69,7 @@ def list_accounts(case_id):
     """List the utility accounts of the home, personal data masked"""
     case = cases.load_case(g.citizen, case_id)
     if case.status == "open":
-        for transfer in case.transfers:
+        for transfer in list(case.transfers):
             cases.refresh_holder(transfer)
     return views.transfer_views(case, g.citizen)
 

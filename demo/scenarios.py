@@ -179,7 +179,7 @@ def build_scenarios(seed=2026):
     multi_step.accounts = [
         Account("water", people.account_no("water"), seller),
         Account("gas", people.account_no("gas"), first_owner),
-        Account("heat", people.account_no("heat"), first_owner, linked=False),
+        Account("heat", people.account_no("heat"), seller, linked=False),
     ]
     multi_step.expect = {"completed": 3, "returned": 0}
     scenarios.append(multi_step)

@@ -4,9 +4,11 @@ import logging
 
 from flask import g
 
+from domain.identifiers import InvalidIdentifier, fold_width, normalise_resident_id
 from models import AccountLink, Agreement, Business, Case, Party, Transfer, Utility
 from models.base import is_storable_id, utcnow
 from models.db import locked, transaction
+from models.fields import data_keys
 from partners.http import PartnerError
 from partners.utilities import AccountNotFound
 from services import delivery, timeline
@@ -133,10 +135,29 @@ def add_account(case, service_org, account_no):
         & (Transfer.account_no == account_no)
     ):
         raise Conflict("account_already_added", "该户号已在本联办事项中。")
+    unit = case.business.unit
+    known = AccountLink.get_or_none(
+        (AccountLink.utility == utility) & (AccountLink.account_no == account_no)
+    )
+    if known is not None and known.unit_id not in (None, unit.id):
+        raise Conflict(
+            "account_linked_elsewhere",
+            "该户号已关联到其他房屋，不能加入本事项；如户号有误请联系服务机构核对。",
+        )
     account = _fetch_account(utility, account_no)
     if account.status == "closed":
         raise Conflict(
             "account_closed", "该户号已销户，无需过户；如有疑问请联系服务机构。"
+        )
+    linked_here = known is not None and known.unit_id == unit.id
+    if not linked_here and not _held_by_party(case.business, account):
+        # NOTE: such an account needs the utility to reconcile it by hand,
+        # which has no queue yet, so it cannot be added online.
+        log.info("account holder not a party case=%s utility=%s", case.id, utility.code)
+        raise Conflict(
+            "account_holder_mismatch",
+            "该户号登记的用户不是本房屋的权利人或原权利人，无法在线核验归属；"
+            "请持缴费单到服务机构核对后再办理。",
         )
     with transaction():
         link, created = AccountLink.get_or_create(
@@ -159,6 +180,22 @@ def add_account(case, service_org, account_no):
         utility.code,
     )
     return transfer
+
+
+def _held_by_party(business, account):
+    """Say whether an owner or previous owner of `business` holds `account`."""
+    parties = {
+        party.id_index
+        for party in Party.select(Party.id_index).where(Party.business == business)
+    }
+    for number in account.holder_id_numbers:
+        try:
+            normalised = normalise_resident_id(number)
+        except InvalidIdentifier:
+            normalised = fold_width(number).strip().upper()
+        if data_keys.blind_index(normalised) in parties:
+            return True
+    return False
 
 
 def _fetch_account(utility, account_no):
@@ -202,7 +239,8 @@ def refresh_holder(transfer):
     link.holder_id_numbers = account.holder_id_numbers
     link.account_address = account.account_address
     link.updated_at = utcnow()
-    link.save()
+    with transaction():
+        link.save()
 
 
 def confirm_account(transfer):
@@ -271,10 +309,8 @@ def accept_agreement(transfer, version):
 
 def fetch_arrears(case):
     """Ask each utility for the current arrears of each account of the case."""
-    answers = []
-    for transfer in case.transfers.order_by(Transfer.id):
-        answers.append(_arrears_of(transfer))
-    return answers
+    transfers = list(case.transfers.order_by(Transfer.id))
+    return [_arrears_of(transfer) for transfer in transfers]
 
 
 def _arrears_of(transfer):
@@ -293,9 +329,10 @@ def _arrears_of(transfer):
             error,
         )
         return answer
-    Transfer.update(arrears_fen=arrears, arrears_checked_at=utcnow()).where(
-        Transfer.id == transfer.id
-    ).execute()
+    with transaction():
+        Transfer.update(arrears_fen=arrears, arrears_checked_at=utcnow()).where(
+            Transfer.id == transfer.id
+        ).execute()
     answer["arrears_fen"] = arrears
     answer["state"] = "owed" if arrears > 0 else "clear"
     if arrears > 0 and _paid_unreported(transfer):

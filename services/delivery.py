@@ -76,7 +76,7 @@ def queue_case_pushes(case):
 
     Runs inside the caller's transaction.
     """
-    transfers = Transfer.select().where(Transfer.case == case)
+    transfers = list(Transfer.select().where(Transfer.case == case))
     for transfer in transfers:
         timeline.record(
             transfer, "registered", "registry", note=timeline.NOTES["registered"]

@@ -73,9 +73,10 @@ def _live_arrears(transfer):
             "utility_unavailable",
             f"{utility.service_org}系统暂时无法查询欠费，请稍后再试。",
         ) from None
-    Transfer.update(arrears_fen=arrears, arrears_checked_at=utcnow()).where(
-        Transfer.id == transfer.id
-    ).execute()
+    with transaction():
+        Transfer.update(arrears_fen=arrears, arrears_checked_at=utcnow()).where(
+            Transfer.id == transfer.id
+        ).execute()
     return arrears
 
 

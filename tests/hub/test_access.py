@@ -263,3 +263,47 @@ def test_account_holder_masked(client, shared):
     assert account["holder_name"] == masked_name(seller.name)
     assert account["holder_id_numbers"] == [masked_id(seller.id_number)]
     assert account["holder_relation"] == "previous_owner"
+
+
+def test_add_account_of_other_home(client, homes):
+    other = homes.make(accounts=[("water", {})])
+    home = homes.make(accounts=[("gas", {})])
+    client.login(home.buyer)
+    case = client.call("POST", "/cases", {"business_no": home.business_no})
+
+    response = citizen_request(
+        client,
+        "POST",
+        f"/cases/{case['case_id']}/accounts",
+        {
+            "service_org": "济南水务集团有限公司",
+            "account_no": other.accounts[0].account_no,
+        },
+    )
+
+    body = assert_error(response, 409, "account_linked_elsewhere")
+    assert "*" not in response.text
+    assert "holder" not in body
+    assert len(client.call("GET", f"/cases/{case['case_id']}")["transfers"]) == 1
+
+
+def test_add_account_held_by_stranger(client, homes):
+    stranger = homes.person()
+    home = homes.make(
+        accounts=[("gas", {}), ("heat", {"holder": stranger, "linked": False})]
+    )
+    client.login(home.buyer)
+    case = client.call("POST", "/cases", {"business_no": home.business_no})
+
+    response = citizen_request(
+        client,
+        "POST",
+        f"/cases/{case['case_id']}/accounts",
+        {
+            "service_org": "济南能源集团有限公司热力",
+            "account_no": home.accounts[1].account_no,
+        },
+    )
+
+    assert_error(response, 409, "account_holder_mismatch")
+    assert len(client.call("GET", f"/cases/{case['case_id']}")["transfers"]) == 1
