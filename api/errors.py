@@ -6,7 +6,7 @@
 
 import logging
 
-from flask import g, jsonify
+from flask import g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from services.errors import ServiceError
@@ -55,6 +55,32 @@ def handle_http_error(error):
     return error_response(error.code, code, message, errors)
 
 
+def handle_too_deep(error):
+    log.info("request body nested too deeply")
+    return error_response(
+        400,
+        "bad_request",
+        "请求体嵌套层数过多，请检查 JSON 结构。",
+        {"body": ["JSON nesting is too deep."]},
+    )
+
+
+def reject_non_json_body():
+    """Reject a request body that is not JSON before any view parses it."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return None
+    if not request.content_length and not request.headers.get("Transfer-Encoding"):
+        return None
+    if request.mimetype == "application/json":
+        return None
+    return error_response(
+        415,
+        "unsupported_media_type",
+        "请求体须为 JSON，并带 Content-Type: application/json。",
+        {"headers": {"Content-Type": [f"got {request.mimetype or 'none'}"]}},
+    )
+
+
 def handle_unexpected(error):
     log.exception("unhandled error")
     return error_response(500, "internal_error", "服务内部错误，请稍后再试。")
@@ -64,4 +90,6 @@ def init_app(app):
     """Register the handlers; call after flask-smorest's, which they replace."""
     app.register_error_handler(ServiceError, handle_service_error)
     app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(RecursionError, handle_too_deep)
     app.register_error_handler(Exception, handle_unexpected)
+    app.before_request(reject_non_json_body)

@@ -10,6 +10,22 @@ from flask import g, request
 log = logging.getLogger(__name__)
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def printable(text):
+    """Escape control characters, so that a client cannot start a log line."""
+    return CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class OneLineFormatter(logging.Formatter):
+    """Write each event's message on one line, whatever values it carries.
+
+    A traceback still follows on its own lines, after the message.
+    """
+
+    def formatMessage(self, record):
+        return printable(super().formatMessage(record))
 
 
 class RequestContextFilter(logging.Filter):
@@ -50,11 +66,17 @@ def init_app(app):
 
 
 def configure_logging(level=logging.INFO):
-    """Send one line per event to stderr with the request and case ids."""
+    """Send one line per event to stderr with the request and case ids.
+
+    werkzeug's own access lines are dropped, because each request already has
+    a line with its id, status and time.
+    """
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     handler = logging.StreamHandler()
+    handler.setLevel(level)
     handler.addFilter(RequestContextFilter())
     handler.setFormatter(
-        logging.Formatter(
+        OneLineFormatter(
             "%(asctime)s %(levelname)s %(name)s "
             "[req=%(request_id)s case=%(case_id)s] %(message)s"
         )
