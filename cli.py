@@ -212,11 +212,11 @@ def agreement():
 @click.option("--title", required=True, help="Title shown above the agreement.")
 def agreement_publish(utility_code, body, title):
     """Publish BODY (a UTF-8 text file) as the utility's next agreement version."""
+    import peewee
+
     from app import create_app
     from models.db import database
     from services import catalog
-
-    import peewee
 
     app = create_app()
     with app.app_context(), database.connection_context():

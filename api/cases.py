@@ -138,7 +138,9 @@ def start_payment(data, case_id, transfer_id):
 def submit_case(data, case_id):
     """Submit the case for joint handling"""
     case = cases.submit_case(cases.load_case(g.citizen, case_id))
-    return views.case_view(case, g.citizen)
+    view = views.case_view(case, g.citizen)
+    view["warnings"] = cases.arrears_warnings(case)
+    return view
 
 
 @blp.route("/cases/<int:case_id>/progress", methods=["GET"])

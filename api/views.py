@@ -55,6 +55,9 @@ class CaseSchema(CaseSummarySchema):
     previous_owners = fields.List(fields.Nested(PersonView))
     submitted_at = fields.String(allow_none=True)
     transfers = fields.List(fields.Nested(TransferSchema))
+    warnings = fields.List(
+        fields.String(), metadata={"description": "Things the applicant should know"}
+    )
 
 
 class ArrearsSchema(Schema):
@@ -206,9 +209,16 @@ def transfer_view(transfer, viewer, parties=None):
         "agreement_version": transfer.agreement.version if transfer.agreement else None,
         "arrears_fen": transfer.arrears_fen,
         "status": transfer.status,
-        "status_label": timeline.status_label(transfer.status),
+        "status_label": _label(transfer),
         "return_reason": transfer.return_reason,
     }
+
+
+def _label(transfer):
+    ready = transfer.account_confirmed and transfer.agreement_accepted_at
+    if transfer.status == "draft" and ready:
+        return "已确认，待提交"
+    return timeline.status_label(transfer.status)
 
 
 def _maybe(value, mask, is_owner):

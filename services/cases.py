@@ -98,11 +98,21 @@ def _new_transfer(case, utility, account_no, link, added):
     return transfer
 
 
+CASE_LABELS = {
+    "open": "待提交",
+    "submitted": "已提交，待登簿",
+    "in_progress": "办理中",
+    "closed": "已办结",
+    "withdrawn": "已撤回",
+}
+
+
 def require_open(case):
     if case.status != "open":
+        label = CASE_LABELS.get(case.status, case.status)
         raise Conflict(
             "case_not_open",
-            f"联办事项当前状态为 {case.status}，已提交或已关闭的事项不能再修改。",
+            f"联办事项当前状态为“{label}”，已提交或已关闭的事项不能再修改。",
         )
 
 
@@ -117,9 +127,10 @@ def find_utility(service_org, location="json"):
     )
     if utility is None:
         names = "、".join(u.service_org for u in Utility.select().order_by(Utility.id))
+        shown = service_org if len(service_org) <= 40 else service_org[:40] + "…"
         raise Invalid(
             "unknown_utility",
-            f"服务机构“{service_org}”未接入，可选：{names}。",
+            f"服务机构“{shown}”未接入，可选：{names}。",
             errors={location: {"service_org": ["unknown service organisation"]}},
         )
     return utility
@@ -378,6 +389,23 @@ def submit_case(case):
             delivery.queue_case_pushes(case)
     log.info("case submitted case=%s transfers=%d", case.id, len(transfers))
     return case
+
+
+def arrears_warnings(case):
+    """Return a warning for each account last seen with unpaid arrears.
+
+    The utility may return such a transfer, so the applicant is told at
+    submission. Arrears never looked up are not warned about.
+    """
+    warnings = []
+    for transfer in case.transfers.order_by(Transfer.id):
+        if transfer.arrears_fen and not _paid_unreported(transfer):
+            warnings.append(
+                f"{transfer.utility.service_org}户号{transfer.account_no}"
+                f"尚欠 {transfer.arrears_fen / 100:.2f} 元，服务机构可能退件；"
+                "可先扫码缴清。"
+            )
+    return warnings
 
 
 def _missing_steps(transfer):

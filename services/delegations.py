@@ -1,7 +1,7 @@
 """Owners authorising an agency to act on their case."""
 
 import logging
-from datetime import UTC
+from datetime import UTC, timedelta
 
 from domain.identifiers import InvalidIdentifier, normalise_credit_code
 from models import Delegation
@@ -9,6 +9,9 @@ from models.base import utcnow
 from services.errors import Invalid
 
 log = logging.getLogger(__name__)
+
+# An agency acts on one transfer of one home; a year covers the slowest case.
+MAX_DURATION = timedelta(days=366)
 
 SCOPES = ("confirm", "agreement", "pay", "submit", "view")
 
@@ -36,6 +39,14 @@ def grant(case, citizen, agency_name, agency_credit_code, scope, expires_at):
             "delegation_expired",
             "授权截止时间必须晚于当前时间。",
             errors={"json": {"expires_at": ["must be in the future"]}},
+        )
+    if expires > utcnow() + MAX_DURATION:
+        raise Invalid(
+            "delegation_too_long",
+            f"授权期限最长 {MAX_DURATION.days} 天，请缩短截止时间。",
+            errors={
+                "json": {"expires_at": [f"at most {MAX_DURATION.days} days ahead"]}
+            },
         )
     delegation = Delegation.create(
         case=case,

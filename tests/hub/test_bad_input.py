@@ -895,3 +895,22 @@ def test_feedback_after_final(stack, client, homes):
     assert after["status"] == "completed"
     assert after["return_reason"] is None
     assert len(after["events"]) == len(transfer["events"])
+
+
+def test_delegation_longer_than_a_year(client, homes):
+    from datetime import datetime, timedelta, timezone
+
+    home = homes.make(accounts=[("water", {})])
+    client.login(home.buyer)
+    case = client.call("POST", "/cases", {"business_no": home.business_no})
+    too_late = datetime.now(timezone(timedelta(hours=8))) + timedelta(days=400)
+
+    response = citizen_request(
+        client,
+        "POST",
+        f"/cases/{case['case_id']}/delegations",
+        {**DELEGATION, "expires_at": too_late.isoformat()},
+    )
+
+    body = assert_error(response, 422, "delegation_too_long")
+    assert error_at(body, "json", "expires_at")

@@ -263,3 +263,25 @@ def _wait_for_status(client, case_id, status, seconds=10):
             return progress
         time.sleep(0.1)
     raise AssertionError(f"transfer never reached {status}: {progress}")
+
+
+def test_submission_warns_of_unpaid_arrears(client, homes):
+    home = homes.make(accounts=[("water", {"arrears_fen": 880}), ("gas", {})])
+    case_id = drive_to_submission(client, home)
+    client.call("GET", f"/cases/{case_id}/arrears")
+
+    submitted = client.call("POST", f"/cases/{case_id}/submission", {})
+
+    assert len(submitted["warnings"]) == 1
+    assert home.accounts[0].account_no in submitted["warnings"][0]
+    assert "8.80 元" in submitted["warnings"][0]
+
+
+def test_transfer_label_when_ready(client, homes):
+    home = homes.make(accounts=[("water", {})])
+    case_id = drive_to_submission(client, home)
+
+    account = client.call("GET", f"/cases/{case_id}/accounts")[0]
+
+    assert account["status"] == "draft"
+    assert account["status_label"] == "已确认，待提交"
