@@ -28,7 +28,7 @@ def main(verbose):
     "--var-dir",
     default="var",
     show_default=True,
-    help="Folder for the database, keys and logs.",
+    help="Folder for the database, secrets and the peers' keys and logs.",
 )
 def serve(port, var_dir):
     """Run the hub with its partner peers on loopback until Ctrl-C."""
@@ -42,9 +42,13 @@ def serve(port, var_dir):
     click.echo(f"  WeChat Pay sandbox: {stack.peers.wechatpay_url}")
     click.echo(f"  utility simulator: {stack.peers.utility_sim_url}")
     click.echo(f"  partner secrets: {Path(var_dir) / 'hub-partners.json'}")
-    click.echo("Demo businesses, accepted by the registry; log in as their buyers:")
-    for business_no, buyer in buyers:
-        click.echo(f"  {business_no}  {buyer.name}  {buyer.id_type}  {buyer.id_number}")
+    click.echo("Demo businesses and their registration status; log in as the buyers:")
+    for business_no, status, buyer in buyers:
+        click.echo(
+            f"  {business_no}  {status:<9}  {buyer.name}  {buyer.id_type}  "
+            f"{buyer.id_number}"
+        )
+    click.echo(f"To start over with fresh demo data, stop and delete {var_dir}.")
     click.echo("docs/manual-use.md walks through a case. Press Ctrl-C to stop.")
     _wait_for_signal()
     stack.stop()
@@ -54,6 +58,8 @@ def register_demo_businesses(stack):
     """Register the demo businesses as accepted where the registry has not yet."""
     from demo import scenarios
     from demo.client import HubClient
+    from models import Business
+    from models.db import database
 
     client = HubClient(
         stack.hub_url,
@@ -61,18 +67,16 @@ def register_demo_businesses(stack):
         stack.peers.wechatpay_url,
         stack.registry_secret,
     )
-    from models import Business
-    from models.db import database
-
     buyers = []
     for scenario in scenarios.build_scenarios():
         with stack.app.app_context(), database.connection_context():
             known = Business.get_or_none(Business.business_no == scenario.business_no)
+        status = known.registration_status if known else "accepted"
         if known is None:
             client.put_business(
-                scenario.business_no, scenarios.business_payload(scenario, "accepted")
+                scenario.business_no, scenarios.business_payload(scenario, status)
             )
-        buyers.append((scenario.business_no, scenario.buyer))
+        buyers.append((scenario.business_no, status, scenario.buyer))
     return buyers
 
 
@@ -107,16 +111,27 @@ def registry_put(business_no, body, hub, var_dir):
 
     from partners.signing import sign_request
 
-    secret = json.loads((Path(var_dir) / "hub-partners.json").read_text())["registry"][
-        "secret"
-    ]
+    secrets_file = Path(var_dir) / "hub-partners.json"
+    try:
+        secret = json.loads(secrets_file.read_text())["registry"]["secret"]
+    except (OSError, ValueError, KeyError) as error:
+        raise click.ClickException(
+            f"Cannot read the registry secret from {secrets_file} ({error}); "
+            "pass the --var-dir that `lianban serve` was started with."
+        ) from None
     raw = body.read()
     path = f"/api/v1/registry/businesses/{business_no}"
     headers = sign_request("registry", secret, "PUT", path, raw)
     headers["Content-Type"] = "application/json"
-    response = requests.put(
-        hub.rstrip("/") + path, data=raw, headers=headers, timeout=15
-    )
+    try:
+        response = requests.put(
+            hub.rstrip("/") + path, data=raw, headers=headers, timeout=15
+        )
+    except requests.RequestException as error:
+        raise click.ClickException(
+            f"The hub at {hub} did not respond ({type(error).__name__}); "
+            "check that `lianban serve` is running and pass its address with --hub."
+        ) from None
     click.echo(f"HTTP {response.status_code}")
     click.echo(response.text)
     sys.exit(0 if response.ok else 1)

@@ -186,4 +186,4 @@ def print_timeline(progress):
         )
         for event in transfer["events"]:
             note = f" ({event['note']})" if event["note"] else ""
-            say(f"{event['occurred_at']}  {event['label']}{note}", 3)
+            say(f"{event['occurred_at'][:19]}  {event['label']}{note}", 3)

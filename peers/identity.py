@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from flask import Flask, jsonify, request
 
+from domain.identifiers import InvalidIdentifier, normalise_id_number, normalise_mobile
 from peers.common import (
     RequestError,
     add_server_arguments,
@@ -108,11 +109,20 @@ def _validate_identity(body: object) -> dict:
         raise RequestError(
             400, "invalid_field", "phone must be a non-empty string when given."
         )
+    # The platform only returns identities it verified, so the sandbox rejects
+    # ID and phone numbers that no real person could have.
+    try:
+        id_number = normalise_id_number(id_type, body["id_number"]).value
+        phone = normalise_mobile(phone, field="phone") if phone is not None else None
+    except InvalidIdentifier as error:
+        raise RequestError(
+            400, "invalid_field", f"{error.field} is invalid: {error}"
+        ) from None
     return {
         "name": body["name"].strip(),
         "id_type": id_type,
-        "id_number": body["id_number"].strip(),
-        "phone": phone.strip() if phone is not None else None,
+        "id_number": id_number,
+        "phone": phone,
     }
 
 

@@ -8,7 +8,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.installed${1:-}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".${1:-}"
+    echo "Installing Lianban into .venv (pip's output goes to .venv/install.log)"
+    if ! { .venv/bin/python -m pip install --upgrade pip &&
+           .venv/bin/python -m pip install -e ".${1:-}"; } > .venv/install.log 2>&1; then
+        tail -n 30 .venv/install.log >&2
+        echo "Installing failed; the whole log is in .venv/install.log." >&2
+        exit 1
+    fi
     touch "$stamp"
 fi

@@ -94,7 +94,7 @@ def _new_transfer(case, utility, account_no, link, added):
         account=link,
         added_by_applicant=added,
     )
-    timeline.record(transfer, "draft", "applicant", note=timeline.NOTES["opened"])
+    timeline.record(transfer, "opened", "applicant")
     return transfer
 
 
@@ -266,9 +266,7 @@ def confirm_account(transfer):
         if not won:
             raise Conflict("already_confirmed", "该户号已确认过，无需重复确认。")
         transfer = Transfer.get_by_id(transfer.id)
-        timeline.record(
-            transfer, "confirmed", "applicant", note=timeline.NOTES["confirmed"]
-        )
+        timeline.record(transfer, "confirmed", "applicant")
     return transfer
 
 
@@ -387,6 +385,7 @@ def submit_case(case):
             timeline.record(transfer, "submitted", "applicant")
         if case.business.registration_status == "completed":
             delivery.queue_case_pushes(case)
+    delivery.wake_worker.set()
     log.info("case submitted case=%s transfers=%d", case.id, len(transfers))
     return case
 

@@ -78,9 +78,7 @@ def queue_case_pushes(case):
     """
     transfers = list(Transfer.select().where(Transfer.case == case))
     for transfer in transfers:
-        timeline.record(
-            transfer, "registered", "registry", note=timeline.NOTES["registered"]
-        )
+        timeline.record(transfer, "registered", "registry")
         channel = transfer.utility.connection == "channel"
         OutboxMessage.create(
             kind=PUSH,

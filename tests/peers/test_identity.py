@@ -11,7 +11,7 @@ CODE_LIFETIME = 1
 IDENTITY = {
     "name": "张伟",
     "id_type": "居民身份证",
-    "id_number": "37010219800101123X",
+    "id_number": "37010219800101100X",
     "phone": "13800000000",
 }
 
@@ -107,7 +107,7 @@ def test_openid_stable_per_identity(peers):
     second = exchange(peers, issue_code(peers))["openid"]
     lower_x = {**IDENTITY, "id_number": IDENTITY["id_number"].lower()}
     third = exchange(peers, issue_code(peers, lower_x))["openid"]
-    other = {**IDENTITY, "id_number": "370102199001011236"}
+    other = {**IDENTITY, "id_number": "370102199001011231"}
     fourth = exchange(peers, issue_code(peers, other))["openid"]
     passport = {**IDENTITY, "id_type": "护照"}
     fifth = exchange(peers, issue_code(peers, passport))["openid"]
@@ -134,6 +134,9 @@ def test_phone_is_optional(peers):
         ({"id_type": None}, "missing_field", "id_type"),
         ({"id_type": "驾驶证"}, "invalid_field", "id_type"),
         ({"phone": 13800000000}, "invalid_field", "phone"),
+        ({"id_number": "370102198001011001"}, "invalid_field", "id_number"),
+        ({"id_number": "1234"}, "invalid_field", "id_number"),
+        ({"phone": "12345"}, "invalid_field", "phone"),
     ],
 )
 def test_sandbox_rejects_invalid_identity(peers, change, code, field):
