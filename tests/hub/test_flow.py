@@ -285,3 +285,29 @@ def test_transfer_label_when_ready(client, homes):
 
     assert account["status"] == "draft"
     assert account["status_label"] == "已确认，待提交"
+
+
+def test_pending_push_survives_worker_restart(client, homes, stack, app):
+    from services.worker import OutboxWorker
+
+    home = homes.make(accounts=[("water", {})])
+    case_id = drive_to_submission(client, home)
+    stack.worker.stop()
+    try:
+        client.call("POST", f"/cases/{case_id}/submission", {})
+        complete_registration(client, home)
+        progress = client.call("GET", f"/cases/{case_id}/progress")
+        assert progress["transfers"][0]["status"] == "queued"
+        message = OutboxMessage.get(
+            (OutboxMessage.kind == "push_transfer")
+            & (OutboxMessage.ref_id == progress["transfers"][0]["transfer_id"])
+        )
+        assert message.state == "pending"
+        assert message.attempts == 0
+    finally:
+        stack.worker = OutboxWorker(stack.app)
+        stack.worker.start()
+
+    progress = client.wait_until_final(case_id)
+    assert progress["transfers"][0]["status"] == "completed"
+    assert OutboxMessage.get_by_id(message.id).attempts == 1
