@@ -63,3 +63,17 @@ def transaction():
     if is_sqlite():
         return database.atomic(lock_type="IMMEDIATE")
     return database.atomic()
+
+
+def retry_on_race(work):
+    """Run `work()`, and once more if a concurrent insert won a unique key.
+
+    On PostgreSQL two transactions can both find no row and both insert it.
+    The loser's retry then finds the winner's row. SQLite never gets here,
+    because its write transactions run one at a time.
+    """
+    try:
+        return work()
+    except peewee.IntegrityError:
+        log.info("concurrent insert lost a unique-key race; retrying once")
+        return work()

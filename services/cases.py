@@ -2,12 +2,13 @@
 
 import logging
 
+import peewee
 from flask import g
 
 from domain.identifiers import InvalidIdentifier, fold_width, normalise_resident_id
 from models import AccountLink, Agreement, Business, Case, Party, Transfer, Utility
 from models.base import is_storable_id, utcnow
-from models.db import locked, transaction
+from models.db import locked, retry_on_race, transaction
 from models.fields import data_keys
 from partners.http import PartnerError
 from partners.utilities import AccountNotFound
@@ -73,16 +74,22 @@ def open_case(citizen, business_no):
         )
     if business.registration_status == "withdrawn":
         raise Conflict("business_withdrawn", "该登记业务已撤回，不能办理过户。")
+    case, created = retry_on_race(lambda: _create_case(business, citizen))
+    g.case_id = case.id
+    if created:
+        log.info("case opened case=%s business_no=%s", case.id, business_no)
+    return case, created
+
+
+def _create_case(business, citizen):
     with transaction():
         case = Case.get_or_none(Case.business == business)
         if case is not None:
             return case, False
         case = Case.create(business=business, citizen=citizen)
-        links = AccountLink.select().where(AccountLink.unit == business.unit)
+        links = list(AccountLink.select().where(AccountLink.unit == business.unit))
         for link in links:
             _new_transfer(case, link.utility, link.account_no, link, added=False)
-    g.case_id = case.id
-    log.info("case opened case=%s business_no=%s", case.id, business_no)
     return case, True
 
 
@@ -170,8 +177,23 @@ def add_account(case, service_org, account_no):
             "该户号登记的用户不是本房屋的权利人或原权利人，无法在线核验归属；"
             "请持缴费单到服务机构核对后再办理。",
         )
+    try:
+        transfer = _link_and_add(case, utility, account_no, account)
+    except peewee.IntegrityError:
+        # A concurrent request added the same account first.
+        raise Conflict("account_already_added", "该户号已在本联办事项中。") from None
+    log.info(
+        "account added case=%s transfer=%s utility=%s",
+        case.id,
+        transfer.id,
+        utility.code,
+    )
+    return transfer
+
+
+def _link_and_add(case, utility, account_no, account):
     with transaction():
-        link, created = AccountLink.get_or_create(
+        link, _ = AccountLink.get_or_create(
             utility=utility,
             account_no=account_no,
             defaults={"unit": case.business.unit, "source": "applicant"},
@@ -183,14 +205,7 @@ def add_account(case, service_org, account_no):
             link.unit = case.business.unit
         link.updated_at = utcnow()
         link.save()
-        transfer = _new_transfer(case, utility, account_no, link, added=True)
-    log.info(
-        "account added case=%s transfer=%s utility=%s",
-        case.id,
-        transfer.id,
-        utility.code,
-    )
-    return transfer
+        return _new_transfer(case, utility, account_no, link, added=True)
 
 
 def _held_by_party(business, account):

@@ -4,6 +4,7 @@ import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 
+import peewee
 from flask import current_app
 
 from models import Payment, Transfer
@@ -106,14 +107,22 @@ def _create(transfer, amount_fen):
     description = f"{transfer.utility.service_org}欠费 户号{transfer.account_no}"
     # The order is recorded before the provider hears of it, so a payment
     # can never arrive for an order the hub does not know.
-    payment = Payment.create(
-        transfer=transfer,
-        out_trade_no=new_trade_no(),
-        amount_fen=amount_fen,
-        description=description[:40],
-        expires_at=expires_at,
-        status="creating",
-    )
+    try:
+        with transaction():
+            payment = Payment.create(
+                transfer=transfer,
+                out_trade_no=new_trade_no(),
+                amount_fen=amount_fen,
+                description=description[:40],
+                expires_at=expires_at,
+                status="creating",
+            )
+    except peewee.IntegrityError:
+        # The partial unique index allows one open order per transfer, so a
+        # concurrent request is creating the order already.
+        raise Conflict(
+            "payment_in_flight", "缴费二维码正在生成，请稍后刷新。"
+        ) from None
     try:
         code_url = wechatpay_client().create_native_order(
             payment.out_trade_no,

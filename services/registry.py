@@ -7,7 +7,7 @@ import re
 
 from models import AccountLink, Business, Case, Party, Unit, UnitCode, Utility
 from models.base import utcnow
-from models.db import locked, transaction
+from models.db import locked, retry_on_race, transaction
 from models.fields import data_keys
 from services import delivery
 from services.errors import Conflict, Invalid
@@ -57,6 +57,10 @@ def upsert_business(business_no, data, raw_payload):
 
     Returns the business and whether this call created it.
     """
+    return retry_on_race(lambda: _upsert(business_no, data, raw_payload))
+
+
+def _upsert(business_no, data, raw_payload):
     payload_digest = digest(raw_payload)
     with transaction():
         business = locked(
