@@ -4,11 +4,10 @@ import base64
 import logging
 
 from flask import Flask
-from flask_smorest import Api
 
 import api
 import models.db
-from api import errors, requestlog
+from api import errors, openapi, requestlog
 from models.fields import data_keys
 from settings import load_settings, parse_data_keys, read_partner_secrets
 
@@ -38,7 +37,7 @@ def create_app(config=None):
 
     models.db.init_app(app)
     requestlog.init_app(app)
-    rest = Api(app)
+    rest = openapi.init_api(app)
     errors.init_app(app)
     for blueprint in api.BLUEPRINTS:
         rest.register_blueprint(blueprint, url_prefix="/api/v1")

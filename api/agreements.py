@@ -4,6 +4,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from api.fields import LocalDateTime
+from api.openapi import public_operation
 from services import cases
 
 blp = Blueprint("agreements", __name__, description="Utilities' transfer agreements")
@@ -18,6 +19,7 @@ class AgreementSchema(Schema):
 
 
 @blp.route("/agreements/<string:service_org>", methods=["GET"])
+@public_operation(blp, 404, 422)
 @blp.response(200, AgreementSchema)
 def get_agreement(service_org):
     """Show the utility's current transfer agreement, text and version"""

@@ -3,6 +3,7 @@
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.openapi import JSON_BODY_ERRORS, public_operation
 from services import auth, tokens
 
 blp = Blueprint("auth", __name__, description="Logging in and renewing tokens")
@@ -26,6 +27,7 @@ class TokenPairSchema(Schema):
 
 
 @blp.route("/auth/miniprogram-login", methods=["POST"])
+@public_operation(blp, 401, 502, *JSON_BODY_ERRORS)
 @blp.arguments(MiniProgramLoginSchema)
 @blp.response(200, TokenPairSchema)
 def miniprogram_login(data):
@@ -34,6 +36,7 @@ def miniprogram_login(data):
 
 
 @blp.route("/auth/refresh", methods=["POST"])
+@public_operation(blp, 401, *JSON_BODY_ERRORS)
 @blp.arguments(RefreshSchema)
 @blp.response(200, TokenPairSchema)
 def refresh(data):

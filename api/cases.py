@@ -6,6 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from api import fields as api_fields
 from api import views
+from api.openapi import JSON_BODY_ERRORS, citizen_operation
 from api.security import citizen_required
 from services import cases, delegations, payments
 
@@ -32,11 +33,12 @@ class AcceptAgreementSchema(Schema):
 
 
 class EmptySchema(Schema):
-    pass
+    """No fields: a body may be left out, and any field sent is rejected."""
 
 
 @blp.route("/cases", methods=["GET"])
 @citizen_required
+@citizen_operation(blp)
 @blp.response(200, views.CaseSummarySchema(many=True))
 def list_cases():
     """List my joint-handling cases"""
@@ -45,6 +47,7 @@ def list_cases():
 
 @blp.route("/cases", methods=["POST"])
 @citizen_required
+@citizen_operation(blp, 404, 409, *JSON_BODY_ERRORS)
 @blp.arguments(OpenCaseSchema)
 @blp.response(201, views.CaseSchema)
 @blp.alt_response(200, schema=views.CaseSchema, description="The case already exists")
@@ -56,6 +59,7 @@ def open_case(data):
 
 @blp.route("/cases/<int:case_id>", methods=["GET"])
 @citizen_required
+@citizen_operation(blp, 404)
 @blp.response(200, views.CaseSchema)
 def get_case(case_id):
     """Show a case with one transfer per utility account"""
@@ -64,6 +68,7 @@ def get_case(case_id):
 
 @blp.route("/cases/<int:case_id>/accounts", methods=["GET"])
 @citizen_required
+@citizen_operation(blp, 404)
 @blp.response(200, views.TransferSchema(many=True))
 def list_accounts(case_id):
     """List the utility accounts of the home, personal data masked"""
@@ -76,6 +81,7 @@ def list_accounts(case_id):
 
 @blp.route("/cases/<int:case_id>/accounts", methods=["POST"])
 @citizen_required
+@citizen_operation(blp, 404, 409, 422, 502, *JSON_BODY_ERRORS)
 @blp.arguments(AddAccountSchema)
 @blp.response(201, views.TransferSchema)
 def add_account(data, case_id):
@@ -89,7 +95,8 @@ def add_account(data, case_id):
     "/cases/<int:case_id>/transfers/<int:transfer_id>/confirmation", methods=["POST"]
 )
 @citizen_required
-@blp.arguments(EmptySchema)
+@citizen_operation(blp, 404, 409, *JSON_BODY_ERRORS)
+@blp.arguments(EmptySchema, required=False)
 @blp.response(200, views.TransferSchema)
 def confirm_account(data, case_id, transfer_id):
     """Confirm the account's information (是否确认用户信息)"""
@@ -101,6 +108,7 @@ def confirm_account(data, case_id, transfer_id):
     "/cases/<int:case_id>/transfers/<int:transfer_id>/agreement", methods=["POST"]
 )
 @citizen_required
+@citizen_operation(blp, 404, 409, *JSON_BODY_ERRORS)
 @blp.arguments(AcceptAgreementSchema)
 @blp.response(200, views.TransferSchema)
 def accept_agreement(data, case_id, transfer_id):
@@ -112,6 +120,7 @@ def accept_agreement(data, case_id, transfer_id):
 
 @blp.route("/cases/<int:case_id>/arrears", methods=["GET"])
 @citizen_required
+@citizen_operation(blp, 404)
 @blp.response(200, views.ArrearsSchema(many=True))
 def get_arrears(case_id):
     """Show the arrears of each account, fresh from each utility"""
@@ -123,7 +132,8 @@ def get_arrears(case_id):
     "/cases/<int:case_id>/transfers/<int:transfer_id>/payments", methods=["POST"]
 )
 @citizen_required
-@blp.arguments(EmptySchema)
+@citizen_operation(blp, 404, 409, 502, *JSON_BODY_ERRORS)
+@blp.arguments(EmptySchema, required=False)
 @blp.response(201, views.PaymentSchema)
 def start_payment(data, case_id, transfer_id):
     """Start paying the account's arrears; returns the QR content"""
@@ -133,7 +143,8 @@ def start_payment(data, case_id, transfer_id):
 
 @blp.route("/cases/<int:case_id>/submission", methods=["POST"])
 @citizen_required
-@blp.arguments(EmptySchema)
+@citizen_operation(blp, 404, 409, *JSON_BODY_ERRORS)
+@blp.arguments(EmptySchema, required=False)
 @blp.response(200, views.CaseSchema)
 def submit_case(data, case_id):
     """Submit the case for joint handling"""
@@ -145,6 +156,7 @@ def submit_case(data, case_id):
 
 @blp.route("/cases/<int:case_id>/progress", methods=["GET"])
 @citizen_required
+@citizen_operation(blp, 404)
 @blp.response(200, views.ProgressSchema)
 def get_progress(case_id):
     """Show the timeline of each transfer, with return reasons"""
@@ -177,6 +189,7 @@ class DelegationView(Schema):
 
 @blp.route("/cases/<int:case_id>/delegations", methods=["POST"])
 @citizen_required
+@citizen_operation(blp, 404, 422, *JSON_BODY_ERRORS)
 @blp.arguments(DelegationSchema)
 @blp.response(201, DelegationView)
 def grant_delegation(data, case_id):

@@ -7,6 +7,7 @@
 import logging
 
 from flask import g, jsonify, request
+from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 from services.errors import ServiceError
@@ -25,6 +26,32 @@ HTTP_MESSAGES = {
     422: ("validation_failed", "请求内容未通过校验，请按 errors 中的说明修改。"),
     429: ("too_many_requests", "请求过于频繁，请稍后再试。"),
 }
+
+
+class ErrorSchema(Schema):
+    """The error body that `error_response` builds, for the OpenAPI document."""
+
+    status = fields.Integer(
+        required=True, metadata={"description": "The HTTP status code, repeated"}
+    )
+    code = fields.String(
+        required=True,
+        metadata={"description": "Stable error code for programs, e.g. case_not_found"},
+    )
+    message = fields.String(
+        required=True,
+        metadata={"description": "What went wrong and what to do, in Chinese"},
+    )
+    request_id = fields.String(
+        required=True,
+        metadata={"description": "The request's X-Request-Id, for support and logs"},
+    )
+    errors = fields.Dict(
+        metadata={
+            "description": "Details keyed by request location or field name, "
+            "such as json, path or headers. Present only when there are details."
+        }
+    )
 
 
 def error_response(status, code, message, errors=None):

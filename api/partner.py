@@ -2,14 +2,19 @@
 
 import csv
 import io
+import logging
 
-from flask import Response, g, request
+from flask import Response, g, jsonify, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.openapi import JSON_BODY_ERRORS, partner_operation
 from api.security import signed_by
 from models import Utility
 from services import delivery, feedback
+from services.errors import Unauthorized
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("partner", __name__, description="Utility system calls (signed)")
 
@@ -36,13 +41,64 @@ class FeedbackAnswerSchema(Schema):
     applied = fields.Boolean()
 
 
+class PartyExportSchema(Schema):
+    name = fields.String()
+    id_type = fields.String()
+    id_number = fields.String()
+
+
+class PushSchema(Schema):
+    """The Annex 2 fields of one transfer, as `delivery.build_push` writes them."""
+
+    transfer_id = fields.String()
+    business_no = fields.String()
+    business_type = fields.String()
+    certificate_no = fields.String(allow_none=True)
+    unit_code = fields.String()
+    location = fields.String()
+    usage = fields.String(allow_none=True)
+    building_area = fields.String(
+        allow_none=True, metadata={"description": "Square metres, two decimals"}
+    )
+    inner_area = fields.String(
+        allow_none=True, metadata={"description": "Square metres, two decimals"}
+    )
+    owners = fields.List(fields.Nested(PartyExportSchema))
+    previous_owners = fields.List(fields.Nested(PartyExportSchema))
+    service_org = fields.String()
+    account_no = fields.String()
+    account_address = fields.String(allow_none=True)
+    arrears_fen = fields.Integer()
+    account_confirmed = fields.Boolean()
+    agreement_accepted = fields.Boolean()
+    agreement_version = fields.Integer(allow_none=True)
+
+
+class ExportSchema(Schema):
+    transfers = fields.List(fields.Nested(PushSchema))
+
+
+def calling_utility():
+    """Return the utility whose signature the request carried.
+
+    A partner with a shared secret but no utility row is misconfigured on the
+    hub's side; it is rejected like an unknown partner and logged.
+    """
+    utility = Utility.get_or_none(Utility.code == g.partner)
+    if utility is None:
+        log.error("signed partner has no utility row partner=%s", g.partner)
+        raise Unauthorized("partner_unknown", "合作方未登记为服务机构。")
+    return utility
+
+
 @blp.route("/partner/feedback", methods=["POST"])
 @signed_by("utility")
+@partner_operation(blp, 404, 409, 422, *JSON_BODY_ERRORS)
 @blp.arguments(FeedbackSchema)
 @blp.response(200, FeedbackAnswerSchema)
 def post_feedback(report):
     """Report 办理状态 and 退件原因 for one transfer"""
-    utility = Utility.get(Utility.code == g.partner)
+    utility = calling_utility()
     transfer, applied = feedback.apply_feedback(utility, report)
     return {
         "transfer_id": str(transfer.id),
@@ -103,13 +159,33 @@ def export_csv(transfers):
     return "\ufeff" + out.getvalue()
 
 
+EXPORT_DESCRIPTION = "The waiting transfers, now marked collected"
+
+
 @blp.route("/partner/exports", methods=["GET"])
 @signed_by("utility")
-@blp.response(200)
+@partner_operation(blp)
+@blp.response(200, ExportSchema, description=EXPORT_DESCRIPTION)
+@blp.alt_response(
+    200,
+    schema={"type": "string"},
+    content_type="text/csv",
+    description=EXPORT_DESCRIPTION,
+    success=True,
+)
 def get_exports():
-    """Collect the transfers waiting for a utility not connected by system"""
-    utility = Utility.get(Utility.code == g.partner)
+    """Collect the transfers waiting for a utility not connected by system
+
+    The response is JSON unless the Accept header names `text/csv`. The CSV
+    form is UTF-8 with a byte order mark and the Annex's Chinese column
+    headers, one row per transfer. The people of a transfer are joined by `;`.
+    Collecting marks the transfers handed over, so a second call returns only
+    transfers that started waiting since.
+    """
+    utility = calling_utility()
     transfers = delivery.collect_exports(utility)
     if "text/csv" in request.headers.get("Accept", ""):
         return Response(export_csv(transfers), mimetype="text/csv; charset=utf-8")
-    return {"transfers": transfers}
+    # A Response keeps the stored payloads as they are, and flask-smorest then
+    # uses ExportSchema only for the OpenAPI document.
+    return jsonify({"transfers": transfers})

@@ -4,8 +4,10 @@ import logging
 
 from flask import Response, g, jsonify, request
 from flask_smorest import Blueprint
+from marshmallow import Schema, fields
 
 from api import views
+from api.openapi import citizen_operation, public_operation
 from api.security import citizen_required
 from payments import qr, wechatpay
 from payments.errors import InvalidNotification, QRContentTooLong
@@ -17,8 +19,66 @@ log = logging.getLogger(__name__)
 blp = Blueprint("payments", __name__, description="Paying arrears by QR code")
 
 
+class NotificationResourceSchema(Schema):
+    algorithm = fields.String(
+        required=True, metadata={"description": "AEAD_AES_256_GCM"}
+    )
+    ciphertext = fields.String(
+        required=True,
+        metadata={"description": "Base64 of the encrypted transaction and GCM tag"},
+    )
+    nonce = fields.String(required=True)
+    associated_data = fields.String()
+    original_type = fields.String(metadata={"description": "transaction"})
+
+
+class NotificationSchema(Schema):
+    """WeChat Pay's notification event, for the document only.
+
+    payments.wechatpay parses the body itself, after checking its signature.
+    """
+
+    id = fields.String()
+    create_time = fields.String()
+    event_type = fields.String(metadata={"description": "Such as TRANSACTION.SUCCESS"})
+    resource_type = fields.String(
+        required=True, metadata={"description": "encrypt-resource"}
+    )
+    summary = fields.String()
+    resource = fields.Nested(NotificationResourceSchema, required=True)
+
+
+class NotificationRejectionSchema(Schema):
+    code = fields.String(metadata={"description": "FAIL"})
+    message = fields.String(metadata={"description": "The check that failed"})
+
+
+NOTIFICATION_HEADERS = [
+    {
+        "name": name,
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+    for name, description in (
+        (wechatpay.HEADER_TIMESTAMP, "Unix seconds of the signature"),
+        (wechatpay.HEADER_NONCE, "A random string in the signed text"),
+        (wechatpay.HEADER_SIGNATURE, "Base64 RSA-SHA256 signature"),
+        (wechatpay.HEADER_SERIAL, "Serial of the platform certificate"),
+    )
+]
+
+NOTIFICATION_BODY = {
+    "required": True,
+    "description": "The notification event. Its encrypted resource is the transaction.",
+    "content": {"application/json": {"schema": NotificationSchema}},
+}
+
+
 @blp.route("/payments/<int:payment_id>", methods=["GET"])
 @citizen_required
+@citizen_operation(blp, 404)
 @blp.response(200, views.PaymentSchema)
 def get_payment(payment_id):
     """Show a payment's status, asking the provider while it is pending"""
@@ -49,7 +109,13 @@ def _draw(render, payment_id):
 
 @blp.route("/payments/<int:payment_id>/qr.png", methods=["GET"])
 @citizen_required
-@blp.response(200, content_type="image/png")
+@citizen_operation(blp, 404, 409, 422)
+@blp.response(
+    200,
+    {"type": "string", "format": "binary"},
+    content_type="image/png",
+    description="The QR code as a PNG image",
+)
 def get_qr_png(payment_id):
     """Draw the payment QR code as PNG"""
     image = _draw(qr.render_png, payment_id)
@@ -60,7 +126,13 @@ def get_qr_png(payment_id):
 
 @blp.route("/payments/<int:payment_id>/qr.svg", methods=["GET"])
 @citizen_required
-@blp.response(200, content_type="image/svg+xml")
+@citizen_operation(blp, 404, 409, 422)
+@blp.response(
+    200,
+    {"type": "string"},
+    content_type="image/svg+xml",
+    description="The QR code as an SVG document",
+)
 def get_qr_svg(payment_id):
     """Draw the payment QR code as SVG"""
     image = _draw(qr.render_svg, payment_id)
@@ -72,9 +144,26 @@ def get_qr_svg(payment_id):
 
 
 @blp.route("/payments/notify/wechatpay", methods=["POST"])
-@blp.response(204)
+@public_operation(blp, 413, 415)
+@blp.doc(parameters=NOTIFICATION_HEADERS, requestBody=NOTIFICATION_BODY)
+@blp.response(204, description="Accepted, so WeChat Pay stops sending it")
+@blp.alt_response(
+    401,
+    schema=NotificationRejectionSchema,
+    description="The notification failed a check, so WeChat Pay sends it again",
+)
 def wechatpay_notification():
-    """Receive WeChat Pay's payment notification (signed by the platform)"""
+    """Receive WeChat Pay's payment notification (signed by the platform)
+
+    WeChat Pay calls this address, not a client, so it takes no bearer token
+    or partner signature. The platform signs `TIMESTAMP\\nNONCE\\nBODY\\n`
+    with RSA-SHA256 in the Wechatpay-* headers, and the transaction in
+    `resource` is encrypted with AES-256-GCM under the merchant's APIv3 key.
+    The endpoint returns 401 for a notification that fails any check
+    (signature, timestamp, decryption, merchant ids, transaction fields), so
+    WeChat Pay sends it again. It returns 204 for a verified notification,
+    whatever its trade state.
+    """
     client = payments.wechatpay_client()
     try:
         transaction = client.parse_notification(request.headers, request.get_data())

@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api import fields as api_fields
+from api.openapi import JSON_BODY_ERRORS, partner_operation
 from api.security import signed_by
 from domain.identifiers import ID_TYPES, InvalidIdentifier, normalise_id_number
 from services import registry
@@ -93,6 +94,7 @@ class BusinessStateSchema(Schema):
 
 @blp.route("/registry/businesses/<string:business_no>", methods=["PUT"])
 @signed_by("registry")
+@partner_operation(blp, 409, 422, *JSON_BODY_ERRORS)
 @blp.arguments(BusinessSchema)
 @blp.response(200, BusinessStateSchema)
 @blp.alt_response(201, schema=BusinessStateSchema, description="Created")

@@ -384,3 +384,27 @@ def test_notification_again_credits_once(stack, app, client, pending):
     assert paid_events(pending["payment_id"]) == 1
     assert payment_reports(pending["payment_id"]) == 1
     assert client.call("GET", f"/payments/{pending['payment_id']}")["status"] == "paid"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/partner/exports", None),
+        (
+            "POST",
+            "/partner/feedback",
+            {"transfer_id": "1", "account_no": "SW1", "status": "办结"},
+        ),
+    ],
+)
+def test_partner_without_utility_row(stack, method, path, body):
+    secrets = stack.app.config["PARTNER_SECRETS"]
+    secrets["ghost"] = ["ghost-secret"]
+    try:
+        response = signed_call(
+            stack, "ghost", method, path, body, secret="ghost-secret"
+        )
+    finally:
+        del secrets["ghost"]
+
+    assert_error(response, 401, "partner_unknown")
