@@ -90,6 +90,10 @@ class BusinessStateSchema(Schema):
     unit_code = fields.String(attribute="unit.unit_code")
     created = fields.Boolean()
     updated_at = api_fields.LocalDateTime()
+    warnings = fields.List(
+        fields.String(),
+        metadata={"description": "Accepted values that deserve a second look"},
+    )
 
 
 @blp.route("/registry/businesses/<string:business_no>", methods=["PUT"])
@@ -103,4 +107,5 @@ def put_business(data, business_no):
     registry.check_business_no(business_no)
     business, created = registry.upsert_business(business_no, data, request.get_json())
     business.created = created
+    business.warnings = registry.identifier_warnings(data)
     return business, 201 if created else 200

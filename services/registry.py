@@ -5,6 +5,7 @@ import json
 import logging
 import re
 
+from domain.identifiers import normalise_credit_code
 from models import AccountLink, Business, Case, Party, Unit, UnitCode, Utility
 from models.base import utcnow
 from models.db import locked, retry_on_race, transaction
@@ -45,6 +46,22 @@ def check_business_no(business_no):
             "登记业务号应为 4 到 64 位字母、数字或连字符。",
             errors={"path": {"business_no": [business_no]}},
         )
+
+
+def identifier_warnings(data):
+    """Return a note for each credit code whose check character does not match.
+
+    Some legally issued codes fail the check, so they are accepted, but the
+    registry is told in case the code was mistyped.
+    """
+    warnings = []
+    for key in ("owners", "previous_owners"):
+        for position, person in enumerate(data.get(key) or []):
+            if person["id_type"] != "统一社会信用代码":
+                continue
+            for warning in normalise_credit_code(person["id_number"]).warnings:
+                warnings.append(f"{key}[{position}].id_number: {warning.message}")
+    return warnings
 
 
 def digest(payload):

@@ -311,3 +311,23 @@ def test_pending_push_survives_worker_restart(client, homes, stack, app):
     progress = client.wait_until_final(case_id)
     assert progress["transfers"][0]["status"] == "completed"
     assert OutboxMessage.get_by_id(message.id).attempts == 1
+
+
+def test_registry_warns_of_credit_code_check(client, homes):
+    from domain.identifiers import credit_code_check_char
+
+    body = "91370100MA3C12345"
+    good = body + credit_code_check_char(body)
+    wrong = body + ("0" if good[-1] != "0" else "1")
+    developer = scenarios.Person("济南测试置业有限公司", "统一社会信用代码", wrong)
+    home = homes.make(accounts=[("water", {})], sellers=[developer])
+    payload = scenarios.business_payload(home, "accepted")
+    home_no = home.business_no + "W"
+
+    answer = client.put_business(home_no, payload)
+
+    assert answer["created"] is True
+    assert len(answer["warnings"]) == 1
+    assert answer["warnings"][0].startswith("previous_owners[0].id_number:")
+    payload["previous_owners"][0]["id_number"] = good
+    assert client.put_business(home_no, payload)["warnings"] == []
