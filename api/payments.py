@@ -11,7 +11,7 @@ from api.openapi import citizen_operation, public_operation
 from api.security import citizen_required
 from payments import qr, wechatpay
 from payments.errors import InvalidNotification, QRContentTooLong
-from services import payments
+from services import payments, settlement
 from services.errors import Conflict, Invalid
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def wechatpay_notification():
         body, status = wechatpay.notification_nack(str(error), status=401)
         return jsonify(body), status
     if transaction.trade_state == "SUCCESS":
-        payments.settle(
+        settlement.settle(
             transaction.out_trade_no,
             transaction.transaction_id,
             transaction.amount_fen,

@@ -9,7 +9,7 @@ from models.cases import (
     TransferEvent,
 )
 from models.outbox import OutboxMessage, PartnerMessage
-from models.payments import Payment
+from models.payments import Payment, Refund
 from models.registry import Business, Party, Unit, UnitCode
 from models.utilities import AccountLink, Agreement, Utility
 
@@ -28,6 +28,7 @@ ALL_MODELS = (
     TransferEvent,
     Delegation,
     Payment,
+    Refund,
     OutboxMessage,
     PartnerMessage,
 )

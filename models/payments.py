@@ -21,3 +21,19 @@ class Payment(BaseModel):
     paid_at = peewee.DateTimeField(null=True)
     reported_at = peewee.DateTimeField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
+    # Set when a notification or query disagreed with the order; staff look
+    # at flagged payments.
+    flag = peewee.TextField(null=True)
+
+
+class Refund(BaseModel):
+    """Money returned to the payer: a late payment or a debt paid twice."""
+
+    payment = peewee.ForeignKeyField(Payment, backref="refunds")
+    out_refund_no = peewee.CharField(max_length=64, unique=True)
+    amount_fen = peewee.IntegerField()
+    reason = peewee.CharField(max_length=80)
+    status = peewee.CharField(max_length=16, default="pending")
+    provider_refund_id = peewee.CharField(max_length=64, null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    done_at = peewee.DateTimeField(null=True)

@@ -19,6 +19,7 @@ from models.db import transaction
 from partners.http import PartnerError
 from partners.signing import WINDOW_SECONDS
 from partners.utilities import UtilityClient
+from payments.errors import PaymentError
 from services import timeline
 
 log = logging.getLogger(__name__)
@@ -168,10 +169,17 @@ def deliver_due(limit=20):
 
 
 def deliver(message):
-    handlers = {PUSH: _send_push, PAYMENT_REPORT: _send_payment_report}
+    """Send one message; return 1 if the partner took it, else record the failure."""
+    from services import settlement
+
+    handlers = {
+        PUSH: _send_push,
+        PAYMENT_REPORT: _send_payment_report,
+        settlement.REFUND: settlement.send_refund,
+    }
     try:
         handlers[message.kind](message)
-    except PartnerError as error:
+    except (PartnerError, PaymentError) as error:
         _record_failure(message, error)
         return 0
     return 1
@@ -183,7 +191,7 @@ def _send_push(message):
         message.payload, message_id=uuid.uuid4().hex
     )
     with transaction():
-        _mark_done(message)
+        mark_done(message)
         if transfer.status in ("queued", "push_failed"):
             timeline.record(
                 transfer,
@@ -209,12 +217,12 @@ def _send_payment_report(message):
         payload["paid_at"],
     )
     with transaction():
-        _mark_done(message)
+        mark_done(message)
         Payment.update(reported_at=utcnow()).where(Payment.id == payment.id).execute()
     log.info("payment reported payment=%s transfer=%s", payment.id, payment.transfer_id)
 
 
-def _mark_done(message):
+def mark_done(message):
     OutboxMessage.update(
         state="done",
         done_at=utcnow(),
@@ -232,7 +240,7 @@ def backoff_seconds(attempts):
 
 def _record_failure(message, error):
     attempts = message.attempts + 1
-    if not error.retryable:
+    if not getattr(error, "retryable", True):
         with transaction():
             OutboxMessage.update(
                 state="failed", attempts=attempts, last_error=str(error)
@@ -281,7 +289,7 @@ def collect_exports(utility):
             .order_by(OutboxMessage.id)
         )
         for message in waiting:
-            _mark_done(message)
+            mark_done(message)
             transfer = Transfer.get_by_id(message.ref_id)
             timeline.record(transfer, "collected", "utility")
     log.info("exports collected utility=%s count=%d", utility.code, len(waiting))

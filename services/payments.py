@@ -13,7 +13,7 @@ from models.db import transaction
 from partners.http import PartnerError
 from payments import wechatpay
 from payments.errors import PaymentError
-from services import delivery, timeline
+from services import delivery, settlement
 from services.errors import Conflict, NotFound, PartnerUnavailable
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ def refresh_payment(payment):
         log.warning("payment query failed payment=%s error=%s", payment.id, error)
         return payment
     if order.trade_state == "SUCCESS":
-        settle(
+        settlement.settle(
             payment.out_trade_no,
             order.transaction_id,
             order.amount_fen,
@@ -202,48 +202,3 @@ def refresh_payment(payment):
             (Payment.id == payment.id) & (Payment.status == "pending")
         ).execute()
     return Payment.get_by_id(payment.id)
-
-
-def settle(out_trade_no, transaction_id, amount_fen, paid_at):
-    """Credit a successful payment; return True if this call credited it.
-
-    The conditional update from pending to paid lets one caller win, however
-    many notifications and queries arrive at once.
-    """
-    payment = Payment.get_or_none(Payment.out_trade_no == out_trade_no)
-    if payment is None:
-        log.error("payment notice for unknown order out_trade_no=%s", out_trade_no)
-        return False
-    if amount_fen != payment.amount_fen:
-        log.error(
-            "payment amount mismatch payment=%s expected=%d got=%d",
-            payment.id,
-            payment.amount_fen,
-            amount_fen,
-        )
-        return False
-    paid_at = (paid_at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
-    with transaction():
-        won = (
-            Payment.update(
-                status="paid", transaction_id=transaction_id, paid_at=paid_at
-            )
-            .where((Payment.id == payment.id) & (Payment.status == "pending"))
-            .execute()
-        )
-        if not won:
-            # TODO: a payment that lands on a closed order needs a refund;
-            # for now it is only logged.
-            if Payment.get_by_id(payment.id).status != "paid":
-                log.error("payment landed on a closed order payment=%s", payment.id)
-            return False
-        payment = Payment.get_by_id(payment.id)
-        timeline.record(
-            payment.transfer,
-            "arrears_paid",
-            "applicant",
-            note=f"{timeline.NOTES['arrears_paid']}（{amount_fen / 100:.2f} 元）",
-        )
-        delivery.queue_payment_report(payment)
-    log.info("payment settled payment=%s transfer=%s", payment.id, payment.transfer_id)
-    return True

@@ -6,13 +6,30 @@ too long passes on one backend and fails on the other.
 
 import pytest
 
-from models import Business, Case, OutboxMessage, Payment, Transfer, TransferEvent
+from models import (
+    Business,
+    Case,
+    OutboxMessage,
+    Payment,
+    Refund,
+    Transfer,
+    TransferEvent,
+)
 from services import feedback, registry, timeline
 
 EVENT_NAMES = set(timeline.STATUSES) | set(timeline.NOTES)
 CASE_STATES = {"open", "submitted", "in_progress", "closed", "withdrawn"}
 OUTBOX_STATES = {"pending", "done", "failed", "awaiting_collection"}
-PAYMENT_STATES = {"creating", "pending", "paid", "closed", "failed"}
+PAYMENT_STATES = {
+    "creating",
+    "pending",
+    "paid",
+    "closed",
+    "failed",
+    "paid_late",
+    "paid_twice",
+}
+REFUND_STATES = {"pending", "processing", "succeeded", "failed"}
 
 
 @pytest.mark.parametrize(
@@ -24,6 +41,8 @@ PAYMENT_STATES = {"creating", "pending", "paid", "closed", "failed"}
         (Case.status, CASE_STATES),
         (OutboxMessage.state, OUTBOX_STATES),
         (Payment.status, PAYMENT_STATES),
+        (Refund.status, REFUND_STATES),
+        (OutboxMessage.kind, {"push_transfer", "report_payment", "refund_payment"}),
         (Business.registration_status, set(registry.REGISTRATION_STATUSES)),
         (Business.business_type, set(registry.BUSINESS_TYPES)),
     ],

@@ -1,0 +1,154 @@
+"""Crediting payments exactly once, and returning money that must go back.
+
+A provider may report the same payment many times, at once, by notification
+and by query. Each report goes through `settle`, and a conditional update
+from pending to paid lets exactly one of them credit the debt. A payment
+that lands on an order already closed or replaced, or on a debt already
+paid, is kept and refunded.
+"""
+
+import logging
+import secrets
+from datetime import UTC, datetime
+
+from models import OutboxMessage, Payment, Refund
+from models.base import utcnow
+from models.db import transaction
+from services import delivery, timeline
+
+log = logging.getLogger(__name__)
+
+REFUND = "refund_payment"
+
+# The outcome of one report of a payment.
+CREDITED = "credited"
+DUPLICATE = "duplicate"
+REFUNDING = "refunding"
+FLAGGED = "flagged"
+UNKNOWN = "unknown"
+
+
+def settle(out_trade_no, transaction_id, amount_fen, paid_at):
+    """Apply one provider report that an order was paid; return the outcome."""
+    payment = Payment.get_or_none(Payment.out_trade_no == out_trade_no)
+    if payment is None:
+        log.error("payment report for unknown order out_trade_no=%s", out_trade_no)
+        return UNKNOWN
+    if amount_fen != payment.amount_fen:
+        return _flag_amount(payment, amount_fen)
+    paid_at = (paid_at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
+    with transaction():
+        if _mark_paid(payment, "pending", "paid", transaction_id, paid_at):
+            return _credit(Payment.get_by_id(payment.id))
+        current = Payment.get_by_id(payment.id)
+        if current.status in ("paid", "paid_late", "paid_twice"):
+            log.info("payment report repeated payment=%s", payment.id)
+            return DUPLICATE
+        if _mark_paid(payment, current.status, "paid_late", transaction_id, paid_at):
+            log.warning(
+                "payment landed on a %s order payment=%s", current.status, payment.id
+            )
+            _queue_refund(Payment.get_by_id(payment.id), "订单已关闭或已替换")
+            return REFUNDING
+    return DUPLICATE
+
+
+def _mark_paid(payment, from_status, to_status, transaction_id, paid_at):
+    return (
+        Payment.update(status=to_status, transaction_id=transaction_id, paid_at=paid_at)
+        .where((Payment.id == payment.id) & (Payment.status == from_status))
+        .execute()
+    )
+
+
+def _credit(payment):
+    """Book a payment that won the race, unless its debt was already paid."""
+    already_paid = (
+        Payment.select()
+        .where(
+            (Payment.transfer == payment.transfer)
+            & (Payment.id != payment.id)
+            & (Payment.status == "paid")
+        )
+        .exists()
+    )
+    if already_paid:
+        Payment.update(status="paid_twice").where(Payment.id == payment.id).execute()
+        _queue_refund(payment, "欠费已由另一笔缴费结清")
+        log.warning(
+            "debt paid twice payment=%s transfer=%s", payment.id, payment.transfer_id
+        )
+        return REFUNDING
+    timeline.record(
+        payment.transfer,
+        "arrears_paid",
+        "applicant",
+        note=f"{timeline.NOTES['arrears_paid']}（{payment.amount_fen / 100:.2f} 元）",
+    )
+    delivery.queue_payment_report(payment)
+    log.info("payment settled payment=%s transfer=%s", payment.id, payment.transfer_id)
+    return CREDITED
+
+
+def _flag_amount(payment, amount_fen):
+    note = (
+        f"amount_mismatch: provider reported {amount_fen} fen, "
+        f"order is {payment.amount_fen}"
+    )
+    Payment.update(flag=note).where(
+        (Payment.id == payment.id) & Payment.flag.is_null()
+    ).execute()
+    log.error(
+        "payment amount mismatch payment=%s expected=%d got=%d",
+        payment.id,
+        payment.amount_fen,
+        amount_fen,
+    )
+    return FLAGGED
+
+
+def _queue_refund(payment, reason):
+    """Record a full refund of `payment` and write the message that sends it."""
+    refund = Refund.create(
+        payment=payment,
+        out_refund_no=f"RF{payment.out_trade_no[2:]}{secrets.token_hex(2).upper()}",
+        amount_fen=payment.amount_fen,
+        reason=reason,
+    )
+    OutboxMessage.create(
+        kind=REFUND,
+        ref_id=refund.id,
+        utility_code=payment.transfer.utility.code,
+        payload={"out_refund_no": refund.out_refund_no},
+    )
+    delivery.wake_worker.set()
+    log.info("refund queued refund=%s payment=%s", refund.id, payment.id)
+    return refund
+
+
+def send_refund(message):
+    """Ask the provider to refund; the out_refund_no makes a resend harmless."""
+    from services.payments import wechatpay_client
+
+    refund = Refund.get_by_id(message.ref_id)
+    payment = refund.payment
+    state = wechatpay_client().refund(
+        payment.out_trade_no,
+        refund.out_refund_no,
+        refund.amount_fen,
+        payment.amount_fen,
+        refund.reason,
+    )
+    with transaction():
+        delivery.mark_done(message)
+        Refund.update(
+            status="succeeded" if state.status == "SUCCESS" else "processing",
+            provider_refund_id=state.refund_id,
+            done_at=utcnow() if state.status == "SUCCESS" else None,
+        ).where(Refund.id == refund.id).execute()
+    log.info(
+        "refund sent refund=%s payment=%s status=%s",
+        refund.id,
+        payment.id,
+        state.status,
+    )
