@@ -24,6 +24,8 @@ class Payment(BaseModel):
     # Set when a notification or query disagreed with the order; staff look
     # at flagged payments.
     flag = peewee.TextField(null=True)
+    # When the worker last asked the provider about this pending order.
+    checked_at = peewee.DateTimeField(null=True)
 
 
 class Refund(BaseModel):

@@ -201,4 +201,50 @@ def refresh_payment(payment):
         Payment.update(status="closed").where(
             (Payment.id == payment.id) & (Payment.status == "pending")
         ).execute()
+    elif payment.expires_at <= utcnow():
+        close_payment(payment)
     return Payment.get_by_id(payment.id)
+
+
+def poll_pending(min_age_seconds=60, every_seconds=60, limit=20):
+    """Ask the provider about pending orders that no notification has settled.
+
+    Each order is asked at most once per `every_seconds`, and expired unpaid
+    orders are closed at the provider. Returns how many orders were asked.
+    """
+    now = utcnow()
+    due = list(
+        Payment.select()
+        .where(
+            (Payment.status == "pending")
+            & (Payment.created_at <= now - timedelta(seconds=min_age_seconds))
+            & (
+                Payment.checked_at.is_null()
+                | (Payment.checked_at <= now - timedelta(seconds=every_seconds))
+            )
+        )
+        .order_by(Payment.id)
+        .limit(limit)
+    )
+    asked = 0
+    for payment in due:
+        if payment.checked_at is None:
+            unchanged = Payment.checked_at.is_null()
+        else:
+            unchanged = Payment.checked_at == payment.checked_at
+        # Of several workers, only the one whose update lands asks.
+        claimed = (
+            Payment.update(checked_at=now)
+            .where((Payment.id == payment.id) & unchanged)
+            .execute()
+        )
+        if not claimed:
+            continue
+        asked += 1
+        try:
+            refresh_payment(payment)
+        except Conflict as error:
+            log.warning(
+                "pending order poll failed payment=%s code=%s", payment.id, error.code
+            )
+    return asked

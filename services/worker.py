@@ -4,7 +4,7 @@ import logging
 import threading
 
 from models.db import database
-from services import delivery
+from services import delivery, payments
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class OutboxWorker(threading.Thread):
             try:
                 database.connect(reuse_if_open=True)
                 delivery.deliver_due()
+                payments.poll_pending()
                 delivery.forget_old_message_ids()
             except Exception:
                 log.exception("outbox pass failed; retrying next pass")

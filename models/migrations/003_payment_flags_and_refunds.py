@@ -1,11 +1,15 @@
-"""Flag payments that disagree with their order, and record refunds."""
+"""Flag payments that disagree with their order, poll them, record refunds."""
 
 import peewee as pw
 from peewee_migrate import Migrator
 
 
 def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
-    migrator.add_fields("payment", flag=pw.TextField(null=True))
+    migrator.add_fields(
+        "payment",
+        flag=pw.TextField(null=True),
+        checked_at=pw.DateTimeField(null=True),
+    )
 
     @migrator.create_model
     class Refund(pw.Model):
@@ -27,4 +31,4 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
 def rollback(migrator: Migrator, database: pw.Database, *, fake=False):
     migrator.remove_model("refund")
-    migrator.remove_fields("payment", "flag")
+    migrator.remove_fields("payment", "flag", "checked_at")

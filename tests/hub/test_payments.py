@@ -82,3 +82,37 @@ def test_settled_debt_cannot_be_paid_again(client, homes):
 
     assert response.status_code == 409
     assert response.json()["code"] in ("payment_settling", "nothing_to_pay")
+
+
+def test_poll_settles_lost_notification(client, homes, stack, app):
+    from services import payments
+
+    public_url = stack.app.config["PUBLIC_URL"]
+    stack.app.config["PUBLIC_URL"] = "http://127.0.0.1:9"
+    try:
+        _, payment = _start(client, homes, arrears_fen=4321)
+    finally:
+        stack.app.config["PUBLIC_URL"] = public_url
+    client.pay_in_sandbox(payment["code_url"])
+
+    asked = payments.poll_pending(min_age_seconds=0, limit=10_000)
+
+    assert asked >= 1
+    stored = Payment.get_by_id(payment["payment_id"])
+    assert stored.status == "paid"
+    assert stored.checked_at is not None
+    assert payments.poll_pending(min_age_seconds=0, limit=10_000) == 0
+
+
+def test_poll_closes_expired_unpaid_order(client, homes, stack, app):
+    from services import payments
+
+    _, payment = _start(client, homes)
+    Payment.update(expires_at=utcnow()).where(
+        Payment.id == payment["payment_id"]
+    ).execute()
+
+    payments.poll_pending(min_age_seconds=0, limit=10_000)
+
+    assert Payment.get_by_id(payment["payment_id"]).status == "closed"
+    assert _sandbox_order(stack, payment["out_trade_no"])["trade_state"] == "CLOSED"
