@@ -1,9 +1,11 @@
 """Client of the WeChat Pay API v3 for Native (QR code) payments.
 
 The client signs each request with the merchant's RSA key, verifies the
-platform's signature on every 2xx response and decrypts payment notifications
-with the APIv3 key. docs/partners.md describes the protocol, and
-docs/payments.md explains why the project has its own client.
+platform's signature on every 2xx response and decrypts payment and refund
+notifications with the APIv3 key. It also refunds payments, downloads the
+daily trade bill and refreshes the platform certificates when a response or
+notification names a serial it does not trust yet. docs/partners.md describes
+the protocol, and docs/payments.md explains why the project has its own client.
 
 Amounts are integer fen. Times sent to WeChat Pay are RFC 3339 in China
 Standard Time (UTC+08:00), the offset the gateway uses in its own responses.
@@ -11,18 +13,23 @@ Standard Time (UTC+08:00), the offset the gateway uses in its own responses.
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import logging
 import re
 import secrets
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import requests
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -59,6 +66,28 @@ TRADE_STATE_NOTPAY = "NOTPAY"
 TRADE_STATE_CLOSED = "CLOSED"
 TRADE_STATE_REFUND = "REFUND"
 TRADE_STATE_PAYERROR = "PAYERROR"
+
+# Values of a refund's status.
+REFUND_STATUS_SUCCESS = "SUCCESS"
+REFUND_STATUS_PROCESSING = "PROCESSING"
+REFUND_STATUS_CLOSED = "CLOSED"
+REFUND_STATUS_ABNORMAL = "ABNORMAL"
+
+# WeChat Pay allows 1 to 64 letters, digits and the characters _ - | * @.
+OUT_REFUND_NO_PATTERN = re.compile(r"[A-Za-z0-9_\-|*@]{1,64}")
+# NOTE: the refund API documents reason as string[1,80]; whether the limit
+# counts characters or UTF-8 bytes is not stated, so this counts characters.
+REFUND_REASON_MAX_CHARS = 80
+
+# An unknown Wechatpay-Serial refreshes the platform certificates at most once
+# in this many seconds, so a stream of forged notifications cannot make the
+# client download the certificates on every request.
+CERTIFICATE_REFRESH_INTERVAL_SECONDS = 60.0
+CERTIFICATE_ASSOCIATED_DATA = "certificate"
+
+BILL_HASH_TYPE = "SHA1"
+# Hosts that may serve a bill's download_url besides the configured base_url.
+BILL_DOWNLOAD_HOST_SUFFIX = ".mch.weixin.qq.com"
 
 HEADER_TIMESTAMP = "Wechatpay-Timestamp"
 HEADER_NONCE = "Wechatpay-Nonce"
@@ -175,6 +204,154 @@ class Transaction:
     notification_id: str | None
 
 
+@dataclass(frozen=True)
+class RefundState:
+    """A refund as a refund response, a refund query or a refund notification shows it.
+
+    `status` is one of the REFUND_STATUS_* values. `amount_fen` is the amount
+    refunded by this refund, and `total_fen` is the order's total.
+    `notification_id` is set only on a refund read from a notification.
+    """
+
+    out_refund_no: str
+    refund_id: str
+    out_trade_no: str
+    status: str
+    amount_fen: int
+    success_time: datetime | None
+    transaction_id: str | None = None
+    total_fen: int | None = None
+    notification_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BillRow:
+    """One payment or refund line of a daily trade bill.
+
+    `trade_state` is SUCCESS on a payment line and REFUND on a refund line.
+    `amount_fen` is the bill's settlement amount (应结订单金额), which is the
+    amount paid on a payment line. `refund_fen` is the amount refunded
+    (退款金额), 0 on a payment line. The refund fields are None on a payment
+    line. `trade_time` is the bill's 交易时间 at +08:00.
+    """
+
+    out_trade_no: str
+    transaction_id: str
+    trade_state: str
+    amount_fen: int
+    refund_fen: int
+    out_refund_no: str | None
+    trade_time: datetime
+    refund_id: str | None = None
+    refund_status: str | None = None
+
+
+@dataclass(frozen=True)
+class PlatformCertificate:
+    """A platform certificate from /v3/certificates, decrypted and loaded."""
+
+    serial_no: str
+    effective_time: datetime
+    expire_time: datetime
+    public_key: rsa.RSAPublicKey = field(repr=False)
+    certificate_pem: bytes = field(repr=False)
+
+
+class PlatformCertificates:
+    """Thread-safe store of the platform public keys a client trusts, by serial.
+
+    It starts with the configured platform key, which never expires here.
+    `WechatPayClient.refresh_platform_certificates` adds the keys listed by
+    /v3/certificates until their expire_time. The store also records when the
+    last refresh started, so that an unknown serial triggers a refresh at most
+    once per `min_refresh_interval` seconds.
+    """
+
+    def __init__(
+        self,
+        platform_serial: str,
+        platform_public_key: rsa.RSAPublicKey,
+        min_refresh_interval: float = CERTIFICATE_REFRESH_INTERVAL_SECONDS,
+    ):
+        self.min_refresh_interval = min_refresh_interval
+        # Held for a whole refresh, so concurrent callers with the same unknown
+        # serial wait for one download instead of each starting one. It is
+        # reentrant because a refresh for an unknown serial calls
+        # refresh_platform_certificates, which takes it too.
+        self.refresh_lock = threading.RLock()
+        self._lock = threading.Lock()
+        self._keys = {platform_serial.upper(): (platform_public_key, None)}
+        self._last_refresh = None
+
+    def public_key(self, serial: str, now: datetime | None = None):
+        """Return the trusted key for `serial`, or None if unknown or expired."""
+        with self._lock:
+            entry = self._keys.get(serial.upper())
+        if entry is None:
+            return None
+        public_key, expire_time = entry
+        now = now or datetime.now(timezone.utc)
+        if expire_time is not None and now >= expire_time:
+            return None
+        return public_key
+
+    def serials(self) -> list[str]:
+        """Return the serials of the trusted keys, expired ones included."""
+        with self._lock:
+            return sorted(self._keys)
+
+    def add(self, certificates: list[PlatformCertificate]) -> None:
+        """Trust each certificate's key under its serial until its expire_time."""
+        with self._lock:
+            for certificate in certificates:
+                self._keys[certificate.serial_no.upper()] = (
+                    certificate.public_key,
+                    certificate.expire_time,
+                )
+
+    def record_refresh(self) -> None:
+        with self._lock:
+            self._last_refresh = time.monotonic()
+
+    def seconds_until_refresh(self) -> float:
+        """Return how long an automatic refresh must still wait, 0 if it may run now."""
+        with self._lock:
+            if self._last_refresh is None:
+                return 0.0
+            elapsed = time.monotonic() - self._last_refresh
+        return max(0.0, self.min_refresh_interval - elapsed)
+
+
+# One store per merchant, base_url and configured platform key, shared by every
+# client built from an equal config. The hub builds a client per request, and
+# without sharing each request would forget the refreshed keys and the time of
+# the last refresh.
+_shared_certificates = {}
+_shared_certificates_lock = threading.Lock()
+
+
+def shared_platform_certificates(config: "WechatPayConfig") -> PlatformCertificates:
+    """Return the process-wide PlatformCertificates for `config`."""
+    key_der = config.platform_public_key.public_bytes(
+        serialization.Encoding.DER,
+        serialization.PublicFormat.SubjectPublicKeyInfo,
+    )
+    identity = (
+        config.base_url,
+        config.mchid,
+        config.platform_serial,
+        hashlib.sha256(key_der).hexdigest(),
+    )
+    with _shared_certificates_lock:
+        store = _shared_certificates.get(identity)
+        if store is None:
+            store = PlatformCertificates(
+                config.platform_serial, config.platform_public_key
+            )
+            _shared_certificates[identity] = store
+        return store
+
+
 # Input checks shared by the order calls. Each raises ValueError naming the value.
 
 
@@ -201,14 +378,36 @@ def validate_description(description):
         )
 
 
-def validate_amount_fen(amount_fen):
-    """Raise ValueError unless `amount_fen` is a positive int (bool rejected)."""
+def validate_amount_fen(amount_fen, name="amount_fen"):
+    """Raise ValueError unless the amount is a positive int (bool rejected)."""
     if isinstance(amount_fen, bool) or not isinstance(amount_fen, int):
-        raise ValueError(
-            f"amount_fen must be an integer number of fen, got {amount_fen!r}"
-        )
+        raise ValueError(f"{name} must be an integer number of fen, got {amount_fen!r}")
     if amount_fen <= 0:
-        raise ValueError(f"amount_fen must be positive, got {amount_fen}")
+        raise ValueError(f"{name} must be positive, got {amount_fen}")
+
+
+def validate_out_refund_no(out_refund_no):
+    """Raise ValueError unless `out_refund_no` is 1 to 64 of [A-Za-z0-9_-|*@]."""
+    if not isinstance(out_refund_no, str) or not OUT_REFUND_NO_PATTERN.fullmatch(
+        out_refund_no
+    ):
+        raise ValueError(
+            f"out_refund_no {out_refund_no!r} is invalid: use 1 to 64 letters, "
+            "digits or the characters _ - | * @"
+        )
+
+
+def validate_refund_reason(reason):
+    """Raise ValueError unless `reason` is None or 1 to 80 non-blank characters."""
+    if reason is None:
+        return
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValueError("reason must be None or a non-empty string")
+    if len(reason) > REFUND_REASON_MAX_CHARS:
+        raise ValueError(
+            f"reason is {len(reason)} characters, more than the maximum of "
+            f"{REFUND_REASON_MAX_CHARS}"
+        )
 
 
 def format_time_expire(time_expire: datetime) -> str:

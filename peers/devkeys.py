@@ -8,6 +8,9 @@ directory agree on the shared secrets and key pairs:
     wechatpay/wechatpay.json      mchid, appid, certificate serials, APIv3 key
     wechatpay/merchant_*.pem      the merchant's RSA key pair
     wechatpay/platform_*.pem      the WeChat Pay platform's RSA key pair
+    alipay/alipay.json            Alipay app_id and seller_id
+    alipay/app_*.pem              the app's RSA key pair
+    alipay/alipay_*.pem           the Alipay platform's RSA key pair
 
 Files that contain secrets are written with mode 0600. These keys are for
 development and tests only.
@@ -36,6 +39,7 @@ logger = logging.getLogger(__name__)
 MCHID = "1900000001"
 RSA_KEY_BITS = 2048
 WECHATPAY_FIELDS = ("mchid", "appid", "merchant_serial", "platform_serial", "apiv3_key")
+ALIPAY_FIELDS = ("app_id", "seller_id")
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,16 @@ class DevKeys:
     merchant_public_key_path: Path
     platform_private_key_path: Path
     platform_public_key_path: Path
+    # The Alipay fields have defaults so that code which builds DevKeys
+    # without them keeps working. ensure_dev_keys always sets them.
+    alipay_dir: Path | None = None
+    alipay_config_path: Path | None = None
+    alipay_app_id: str = ""
+    alipay_seller_id: str = ""
+    alipay_app_private_key_path: Path | None = None
+    alipay_app_public_key_path: Path | None = None
+    alipay_private_key_path: Path | None = None
+    alipay_public_key_path: Path | None = None
 
     def utility_secret(self, code: str) -> str:
         try:
@@ -82,6 +96,8 @@ def ensure_dev_keys(directory: Path) -> DevKeys:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     wechatpay_dir = directory / "wechatpay"
     wechatpay_dir.mkdir(mode=0o700, exist_ok=True)
+    alipay_dir = directory / "alipay"
+    alipay_dir.mkdir(mode=0o700, exist_ok=True)
 
     with _exclusive_lock(directory / ".lock"):
         partners = _ensure_partners(directory / "partners.json")
@@ -92,6 +108,11 @@ def ensure_dev_keys(directory: Path) -> DevKeys:
                 wechatpay_dir / f"{name}_public.pem",
             )
         wechatpay = _ensure_wechatpay_config(wechatpay_dir / "wechatpay.json", appid)
+        for name in ("app", "alipay"):
+            _ensure_key_pair(
+                alipay_dir / f"{name}_private.pem", alipay_dir / f"{name}_public.pem"
+            )
+        alipay = _ensure_alipay_config(alipay_dir / "alipay.json")
 
     return DevKeys(
         directory=directory,
@@ -112,6 +133,14 @@ def ensure_dev_keys(directory: Path) -> DevKeys:
         merchant_public_key_path=wechatpay_dir / "merchant_public.pem",
         platform_private_key_path=wechatpay_dir / "platform_private.pem",
         platform_public_key_path=wechatpay_dir / "platform_public.pem",
+        alipay_dir=alipay_dir,
+        alipay_config_path=alipay_dir / "alipay.json",
+        alipay_app_id=alipay["app_id"],
+        alipay_seller_id=alipay["seller_id"],
+        alipay_app_private_key_path=alipay_dir / "app_private.pem",
+        alipay_app_public_key_path=alipay_dir / "app_public.pem",
+        alipay_private_key_path=alipay_dir / "alipay_private.pem",
+        alipay_public_key_path=alipay_dir / "alipay_public.pem",
     )
 
 
@@ -228,6 +257,31 @@ def _ensure_wechatpay_config(path: Path, appid: str) -> dict:
     return config
 
 
+def _ensure_alipay_config(path: Path) -> dict:
+    if path.exists():
+        config = _read_json(path)
+        missing = [name for name in ALIPAY_FIELDS if not config.get(name)]
+        if missing:
+            raise ValueError(
+                f"{path} lacks {', '.join(missing)}; delete it to create a new one."
+            )
+        return config
+
+    config = {
+        # App ids are 16 digits, like 2014072300007148 in Alipay's examples,
+        # and seller ids (Alipay user ids) are 2088 followed by 12 digits.
+        "app_id": "2021" + _random_digits(12),
+        "seller_id": "2088" + _random_digits(12),
+    }
+    _write_json(path, config)
+    logger.info("wrote Alipay sandbox settings to %s", path)
+    return config
+
+
+def _random_digits(count: int) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(count))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m peers.devkeys",
@@ -243,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wechatpay settings:  {keys.wechatpay_config_path}")
     print(f"merchant key pair:   {keys.merchant_private_key_path}")
     print(f"platform key pair:   {keys.platform_private_key_path}")
+    print(f"alipay settings:     {keys.alipay_config_path}")
+    print(f"alipay app key pair: {keys.alipay_app_private_key_path}")
+    print(f"alipay key pair:     {keys.alipay_private_key_path}")
     print(f"mini-program appid:  {keys.idp_appid}")
     return 0
 

@@ -1,8 +1,9 @@
 """Start the partner peers as child processes for tests, demos and manual runs.
 
 `start_peers` creates the development keys, starts the utility simulator, the
-identity provider and the WeChat Pay sandbox on free loopback ports, waits
-until each passes its health check and returns a `Peers` handle. Each peer
+identity provider, the WeChat Pay sandbox and the Alipay sandbox on free
+loopback ports, waits until each passes its health check and returns a
+`Peers` handle. Each peer
 writes its log to `workdir/logs/<name>.log`.
 
     python -m peers.launch --workdir DIR --hub-url http://127.0.0.1:5000
@@ -45,6 +46,7 @@ class PeerSpec:
 UTILITY_SIM = PeerSpec("utility_sim", "peers.utility_sim", "/_sim/health")
 IDENTITY = PeerSpec("identity", "peers.identity", "/_sandbox/health")
 WECHATPAY = PeerSpec("wechatpay", "peers.wechatpay_sandbox", "/_sandbox/health")
+ALIPAY = PeerSpec("alipay", "peers.alipay_sandbox", "/_sandbox/health")
 
 
 class PeerStartError(RuntimeError):
@@ -98,6 +100,16 @@ class Peers:
             )
         return process.url
 
+    @property
+    def alipay_url(self) -> str:
+        """Return the Alipay sandbox's base URL; its gateway is `/gateway.do`."""
+        process = self.processes.get(ALIPAY.name)
+        if process is None:
+            raise RuntimeError(
+                "The Alipay sandbox was not started (include_alipay=False)."
+            )
+        return process.url
+
     def utility_base_url(self, code: str) -> str:
         """Return the base URL of one simulated utility, e.g. `.../water`."""
         if code not in UTILITY_BY_CODE:
@@ -143,6 +155,7 @@ def start_peers(
     collect_interval: float = 0,
     *,
     include_wechatpay: bool = True,
+    include_alipay: bool = True,
     code_lifetime: int = 300,
     feedback_retry_attempts: int = 8,
     feedback_retry_base_delay: float = 0.5,
@@ -184,6 +197,8 @@ def start_peers(
     ]
     if include_wechatpay:
         launches.append((WECHATPAY, []))
+    if include_alipay:
+        launches.append((ALIPAY, []))
 
     processes: dict[str, PeerProcess] = {}
     try:
@@ -348,6 +363,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Do not start the WeChat Pay sandbox.",
     )
+    parser.add_argument(
+        "--without-alipay",
+        action="store_true",
+        help="Do not start the Alipay sandbox.",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
@@ -365,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             feedback_delay=args.feedback_delay,
             collect_interval=args.collect_interval,
             include_wechatpay=not args.without_wechatpay,
+            include_alipay=not args.without_alipay,
         )
     except PeerStartError as error:
         logger.error("%s", error)
@@ -376,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"identity provider:  {peers.idp_url}")
         if not args.without_wechatpay:
             print(f"wechatpay sandbox:  {peers.wechatpay_url}")
+        if not args.without_alipay:
+            print(f"alipay sandbox:     {peers.alipay_url}")
         print(f"keys:               {peers.keys.directory}")
         print(f"logs:               {args.workdir / 'logs'}")
         sys.stdout.flush()
