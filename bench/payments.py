@@ -28,7 +28,7 @@ from peers.devkeys import ensure_dev_keys  # noqa: E402
 from tests.hub.notices import wechat_notification  # noqa: E402
 
 
-def best_of(rounds, work):
+def median_seconds(rounds, work):
     """Return the median seconds per call of `work` over `rounds` batches."""
     timings = []
     for _ in range(rounds):
@@ -117,9 +117,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     bare, project, cached = bench_qr(args.rounds)
-    bare_s = best_of(args.rounds, bare)
-    project_s = best_of(args.rounds, project)
-    cached_s = best_of(args.rounds, cached)
+    bare_s = median_seconds(args.rounds, bare)
+    project_s = median_seconds(args.rounds, project)
+    cached_s = median_seconds(args.rounds, cached)
     print("QR PNG rendering, median per code")
     rows = [
         ("bare qrcode.make + PNG", bare_s),
@@ -131,8 +131,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder:
         keys = ensure_dev_keys(Path(folder))
         crypto_only, parse = bench_notifications(args.rounds, keys)
-        crypto_s = best_of(args.rounds, crypto_only)
-        parse_s = best_of(args.rounds, parse)
+        crypto_s = median_seconds(args.rounds, crypto_only)
+        parse_s = median_seconds(args.rounds, parse)
     print("WeChat Pay notification checks, median per notification")
     print(f"  RSA verify + AES-GCM only  {crypto_s * 1e6:8.1f} us   1.00x")
     ratio = parse_s / crypto_s
