@@ -135,10 +135,12 @@ def get_arrears(case_id):
 @citizen_operation(blp, 404, 409, 502, *JSON_BODY_ERRORS)
 @blp.arguments(EmptySchema, required=False)
 @blp.response(201, views.PaymentSchema)
+@blp.alt_response(200, schema=views.PaymentSchema, description="A payable order exists")
 def start_payment(data, case_id, transfer_id):
     """Start paying the account's arrears; returns the QR content"""
     transfer = cases.load_transfer(g.citizen, case_id, transfer_id)
-    return payments.start_payment(transfer)
+    payment, created = payments.start_payment(transfer)
+    return payment, 201 if created else 200
 
 
 @blp.route("/cases/<int:case_id>/submission", methods=["POST"])

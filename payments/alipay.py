@@ -246,8 +246,8 @@ class OrderState:
 class Transaction:
     """The verified fields of one payment notification.
 
-    `refund_fee_fen` is set on the notifications that Alipay sends after a
-    refund, and is the total refunded so far.
+    `refund_fee_fen` is the `refund_fee` of a notification that Alipay sends
+    after a refund, and is None on a payment notification.
     """
 
     out_trade_no: str

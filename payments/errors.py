@@ -9,13 +9,16 @@ class WechatPayError(PaymentError):
     """A non-2xx response from WeChat Pay, with the `code` and `message` it sent.
 
     `status` is the HTTP status. `code` is WeChat Pay's error code, such as
-    `PARAM_ERROR`, `SIGN_ERROR` or `ORDERPAID`, or `HTTP_<status>` when the body
-    carried no code.
+    `PARAM_ERROR`, `SIGN_ERROR`, `ORDERPAID`, `RESOURCE_NOT_EXISTS` or
+    `STATEMENT_CREATING`, or `HTTP_<status>` when the body carried no code.
     """
 
     # Codes that WeChat Pay documents as temporary, so the same request may
-    # succeed later.
-    RETRYABLE_CODES = frozenset({"SYSTEM_ERROR", "FREQUENCY_LIMITED", "BANKERROR"})
+    # succeed later. STATEMENT_CREATING means the day's bill is still being
+    # generated.
+    RETRYABLE_CODES = frozenset(
+        {"SYSTEM_ERROR", "FREQUENCY_LIMITED", "BANKERROR", "STATEMENT_CREATING"}
+    )
 
     def __init__(self, code, message, status):
         super().__init__(f"WeChat Pay returned {status} {code}: {message}")
@@ -46,7 +49,10 @@ class WechatPayInvalidResponse(PaymentError):
 
 
 class InvalidNotification(PaymentError):
-    """A payment notification that failed verification, decryption or parsing."""
+    """A payment or refund notification that failed a check.
+
+    Its verification, decryption or parsing failed, and `reason` names the check.
+    """
 
     def __init__(self, reason):
         super().__init__(reason)

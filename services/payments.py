@@ -39,7 +39,7 @@ def new_trade_no():
 
 
 def start_payment(transfer):
-    """Return a payable order for the transfer's current arrears.
+    """Return a payable order for the transfer's arrears, and whether it is new.
 
     A pending order for the same amount that has not expired is reused, so a
     repeated tap does not create a second payable code. Any other pending
@@ -52,9 +52,9 @@ def start_payment(transfer):
         raise Conflict("nothing_to_pay", "该户号没有欠费，无需缴费。")
     for payment in _pending(transfer):
         if payment.amount_fen == arrears and payment.expires_at > utcnow():
-            return payment
+            return payment, False
         close_payment(payment)
-    return _create(transfer, arrears)
+    return _create(transfer, arrears), True
 
 
 def _live_arrears(transfer):
@@ -109,6 +109,13 @@ def _create(transfer, amount_fen):
     # can never arrive for an order the hub does not know.
     try:
         with transaction():
+            # Checked again here, because an earlier order may have been paid
+            # since the arrears were read; its report is still on the way.
+            if _has_unreported_payment(transfer):
+                raise Conflict(
+                    "payment_settling",
+                    "已缴费，正在通知服务机构销账，请勿重复缴费。",
+                )
             payment = Payment.create(
                 transfer=transfer,
                 out_trade_no=new_trade_no(),

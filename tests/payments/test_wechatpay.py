@@ -2,7 +2,8 @@
 
 The notification receiver is a werkzeug server in a thread of the test
 process. Notifications that the tests forge are signed and encrypted here
-with the development platform key and APIv3 key.
+with the development platform key and APIv3 key. test_wechatpay_refunds.py
+reuses the helpers of this module.
 """
 
 import base64
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from payments.errors import (
     WechatPayUnavailable,
 )
 from payments.wechatpay import (
+    PlatformCertificates,
     WechatPayClient,
     WechatPayConfig,
     format_time_expire,
@@ -87,11 +90,11 @@ def _wait_for_port(process, port_file, log_path, timeout=15):
     pytest.fail(f"sandbox wrote no port file within {timeout} s")
 
 
-@pytest.fixture(scope="module")
-def sandbox_url(keys_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("sandbox")
-    port_file = work / "port"
-    log_path = work / "sandbox.log"
+@contextmanager
+def run_sandbox(keys_dir, work_dir, *extra_args):
+    """Run the sandbox as a subprocess on a free port and yield its base URL."""
+    port_file = work_dir / "port"
+    log_path = work_dir / "sandbox.log"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     command = [
         sys.executable,
@@ -105,6 +108,7 @@ def sandbox_url(keys_dir, tmp_path_factory):
         str(keys_dir),
         "--notify-delays",
         NOTIFY_DELAYS,
+        *extra_args,
     ]
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
@@ -122,6 +126,28 @@ def sandbox_url(keys_dir, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def sandbox_url(keys_dir, tmp_path_factory):
+    with run_sandbox(keys_dir, tmp_path_factory.mktemp("sandbox")) as url:
+        yield url
+
+
+def read_event(config, body):
+    """Return the event_type and the decrypted resource of a notification body.
+
+    It checks no signature, so deliveries signed by a rotated key can be found
+    before the test verifies them.
+    """
+    event = json.loads(body)
+    resource = event["resource"]
+    plaintext = AESGCM(config.apiv3_key).decrypt(
+        resource["nonce"].encode(),
+        base64.b64decode(resource["ciphertext"]),
+        resource["associated_data"].encode(),
+    )
+    return event["event_type"], json.loads(plaintext)
 
 
 class NotificationReceiver:
@@ -155,34 +181,55 @@ class NotificationReceiver:
             )
         return response(environ, start_response)
 
-    def wait_for(self, config, out_trade_no, timeout=5):
-        """Return (headers, body, response status) of the next delivery of an order.
+    def wait_for(self, config, out_trade_no=None, out_refund_no=None, timeout=5):
+        """Return (headers, body, response status) of the next matching delivery.
 
-        Deliveries for other orders, left over from earlier tests, are skipped.
+        With `out_refund_no`, it waits for that refund's notification, and
+        otherwise for the payment notification of `out_trade_no`. Deliveries
+        for other orders and refunds, left over from earlier tests, are skipped.
         """
+        wanted = out_refund_no or out_trade_no
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                pytest.fail(f"no notification for {out_trade_no} within {timeout} s")
+                pytest.fail(f"no notification for {wanted} within {timeout} s")
             try:
                 headers, body, status = self.requests.get(timeout=remaining)
             except queue.Empty:
                 continue
-            if parse_notification(config, headers, body).out_trade_no == out_trade_no:
+            event_type, data = read_event(config, body)
+            if out_refund_no is not None:
+                matches = event_type.startswith("REFUND.") and (
+                    data["out_refund_no"] == out_refund_no
+                )
+            else:
+                matches = event_type.startswith("TRANSACTION.") and (
+                    data["out_trade_no"] == out_trade_no
+                )
+            if matches:
                 return headers, body, status
 
 
-@pytest.fixture(scope="module")
-def receiver():
+@contextmanager
+def serve_receiver():
+    """Serve a NotificationReceiver on a free loopback port in a thread."""
     app = NotificationReceiver()
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     app.url = f"http://127.0.0.1:{server.server_port}/wechatpay/notify"
-    yield app
-    server.shutdown()
-    server.server_close()
+    try:
+        yield app
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    with serve_receiver() as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
@@ -363,6 +410,8 @@ def test_notification_retried_until_accepted(client, config, sandbox_url, receiv
     deliveries = [receiver.wait_for(config, out_trade_no) for _ in range(3)]
     assert [status for _, _, status in deliveries] == [500, 503, 204]
     assert deliveries[0][1] == deliveries[2][1]
+    for headers, body, _ in deliveries:
+        assert parse_notification(config, headers, body).out_trade_no == out_trade_no
     deadline = time.monotonic() + 5
     while not sandbox_order(sandbox_url, out_trade_no)["notification_accepted"]:
         assert time.monotonic() < deadline, "sandbox never recorded the acceptance"
