@@ -7,6 +7,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from api import views
+from api.errors import takes_raw_body
 from api.openapi import citizen_operation, public_operation
 from api.security import citizen_required
 from payments import qr, wechatpay
@@ -143,6 +144,7 @@ def get_qr_svg(payment_id):
     )
 
 
+@takes_raw_body
 @blp.route("/payments/notify/wechatpay", methods=["POST"])
 @public_operation(blp, 413, 415)
 @blp.doc(parameters=NOTIFICATION_HEADERS, requestBody=NOTIFICATION_BODY)

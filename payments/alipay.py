@@ -73,8 +73,8 @@ TRADE_STATES = {
     "TRADE_CLOSED": TRADE_STATE_CLOSED,
 }
 
-# The body that tells Alipay a notification was processed. Any other body
-# makes Alipay send the notification again.
+# The only response body that accepts a notification. Alipay sends the
+# notification again after any other body.
 NOTIFICATION_ACK_BODY = "success"
 
 # Gateway codes and sub_codes that Alipay documents as temporary.
@@ -111,7 +111,7 @@ class AlipayTradeNotExist(AlipayError):
     """Alipay has no trade under the out_trade_no (sub_code ACQ.TRADE_NOT_EXIST).
 
     A precreated order gets a trade only when the buyer scans its QR code, so
-    an order that nobody has scanned yet raises this too.
+    an order not scanned yet raises this too.
     """
 
 
@@ -553,7 +553,7 @@ class AlipayClient:
         """Return the trade's current OrderState.
 
         Raises AlipayTradeNotExist when Alipay has no trade under the
-        out_trade_no, which includes a precreated order nobody has scanned.
+        out_trade_no, which includes a precreated order not scanned yet.
         """
         validate_out_trade_no(out_trade_no)
         data = self._call(
@@ -568,7 +568,7 @@ class AlipayClient:
         """Close an unpaid trade so that it can no longer be paid.
 
         A paid trade raises AlipayError with sub_code `ACQ.TRADE_STATUS_ERROR`.
-        An order nobody has scanned raises AlipayTradeNotExist, because Alipay
+        An order not scanned yet raises AlipayTradeNotExist, because Alipay
         has no trade to close yet. Merchants report that Alipay still stops
         its QR code from being paid after such a call, but Alipay does not
         document it, so keep time_expire short.
@@ -610,7 +610,7 @@ class AlipayClient:
         except (KeyError, TypeError, ValueError) as error:
             raise self._invalid_response("refund", out_trade_no, str(error)) from None
         log.info(
-            "alipay refund done out_trade_no=%s out_request_no=%s amount_fen=%s "
+            "alipay refund succeeded out_trade_no=%s out_request_no=%s amount_fen=%s "
             "refund_total_fen=%s fund_change=%s",
             out_trade_no,
             out_request_no,
@@ -690,16 +690,15 @@ class AlipayClient:
             raise self._invalid_response(
                 operation, out_trade_no, f"HTTP status {response.status_code}"
             )
-        data = self._verified_response_object(
+        data, signed = self._verified_response_object(
             response.content, method, operation, out_trade_no
         )
-        code = data.get("code")
-        if code != SUCCESS_CODE:
-            raise self._api_error(data, operation, out_trade_no)
+        if data.get("code") != SUCCESS_CODE:
+            raise self._api_error(data, operation, out_trade_no, signed)
         return data
 
     def _verified_response_object(self, body, method, operation, out_trade_no):
-        """Return the `*_response` object after checking Alipay's signature.
+        """Return the `*_response` object and whether it was signed.
 
         A response without `sign` is accepted only as an error, because
         gateway errors such as `error_response` may come unsigned, and an
@@ -730,12 +729,7 @@ class AlipayClient:
                 raise self._invalid_response(
                     operation, out_trade_no, "successful response has no sign"
                 )
-            log.warning(
-                "alipay error response unsigned operation=%s out_trade_no=%s",
-                operation,
-                out_trade_no,
-            )
-            return data
+            return data, False
         sign_start, sign_end = spans["sign"]
         signature = json.loads(text[sign_start:sign_end])
         if not isinstance(signature, str) or not verify_text(
@@ -746,9 +740,9 @@ class AlipayClient:
                 out_trade_no,
                 "sign does not verify with the Alipay public key",
             )
-        return data
+        return data, True
 
-    def _api_error(self, data, operation, out_trade_no):
+    def _api_error(self, data, operation, out_trade_no, signed):
         code = str(data.get("code") or "")
         msg = str(data.get("msg") or "")
         sub_code = (
@@ -756,11 +750,13 @@ class AlipayClient:
         )
         sub_msg = data.get("sub_msg") if isinstance(data.get("sub_msg"), str) else None
         log.warning(
-            "alipay request rejected operation=%s out_trade_no=%s code=%s sub_code=%s",
+            "alipay request rejected operation=%s out_trade_no=%s code=%s "
+            "sub_code=%s signed=%s",
             operation,
             out_trade_no,
             code,
             sub_code,
+            signed,
         )
         error_class = (
             AlipayTradeNotExist if sub_code == TRADE_NOT_EXIST_SUB_CODE else AlipayError

@@ -2,13 +2,13 @@
 
 `POST /gateway.do` serves alipay.trade.precreate, query, close and refund. It
 verifies the app's RSA2 signature, stores orders in memory and signs every
-response with the Alipay platform key. A test stands in for the buyer's phone
-with /_sandbox/scan and /_sandbox/pay, and paying sends the signed form
+response with the Alipay platform key. In place of the buyer's phone, a test
+calls /_sandbox/scan and /_sandbox/pay, and paying sends the signed form
 notification to the order's notify_url. docs/partners.md is the contract, and
 docs/payments.md shows how to pay an order by hand.
 
 As in Alipay, a precreated order has no trade until the buyer scans its QR
-code, so query and close answer ACQ.TRADE_NOT_EXIST before the scan.
+code, so query and close return ACQ.TRADE_NOT_EXIST before the scan.
 
 The signing here is written independently of payments/alipay.py, so that a
 mistake in the client shows up as a failed exchange instead of being mirrored
@@ -123,11 +123,11 @@ class SandboxConfig:
 
 
 class GatewayError(Exception):
-    """A gateway answer whose code is not 10000.
+    """A gateway response whose code is not 10000.
 
-    `extra` holds fields that Alipay adds to some error answers, such as the
-    refund_fee of a rejected refund. `error_response` puts the answer under
-    `error_response` instead of the method's own member.
+    `extra` contains fields that Alipay adds to some error responses, such as
+    the refund_fee of a rejected refund. `error_response` puts the response
+    under `error_response` instead of the method's own member.
     """
 
     def __init__(self, code, msg, sub_code, sub_msg, extra=None, error_response=False):
@@ -159,7 +159,7 @@ def invalid_parameter(detail):
 
 
 class SandboxError(Exception):
-    """An error of a /_sandbox/ route, answered as `{"code", "message"}`."""
+    """An error of a /_sandbox/ route, returned as `{"code", "message"}`."""
 
     def __init__(self, status, code, message):
         super().__init__(message)
@@ -248,8 +248,15 @@ def format_time(moment):
     return moment.astimezone(CHINA_STANDARD_TIME).strftime(TIME_FORMAT)
 
 
-def parse_time(text):
-    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=CHINA_STANDARD_TIME)
+def read_time(text):
+    """Return "YYYY-MM-DD HH:MM:SS" in China Standard Time as a datetime, or None."""
+    if not isinstance(text, str) or not TIME_PATTERN.fullmatch(text):
+        return None
+    try:
+        moment = datetime.strptime(text, TIME_FORMAT)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=CHINA_STANDARD_TIME)
 
 
 def to_yuan(fen):
@@ -334,7 +341,10 @@ def read_gateway_params():
 
 
 def check_common_params(config, params, now):
-    """Raise GatewayError unless the common parameters and the sign are valid."""
+    """Return the method after checking the common parameters and the sign.
+
+    Raises GatewayError naming the first parameter that is missing or invalid.
+    """
     method = params.get("method")
     if not method:
         raise missing_argument("method")
@@ -349,6 +359,7 @@ def check_common_params(config, params, now):
     for name in ("app_id", "sign_type", "sign", "timestamp", "version", "charset"):
         if not params.get(name):
             raise missing_argument(name.replace("_", "-"))
+
     if params["app_id"] != config.app_id:
         raise invalid_argument("isv.invalid-app-id", "无效的AppID参数")
     if params["charset"].lower() != "utf-8":
@@ -361,17 +372,8 @@ def check_common_params(config, params, now):
         )
     if params["version"] != "1.0":
         raise invalid_argument("isv.invalid-version", "版本号错误: use 1.0")
-    timestamp = params["timestamp"]
-    if not TIME_PATTERN.fullmatch(timestamp):
-        raise invalid_argument(
-            "isv.invalid-timestamp", "非法的时间戳参数: use YYYY-MM-DD HH:MM:SS"
-        )
-    if abs(parse_time(timestamp) - now) > TIMESTAMP_WINDOW:
-        raise invalid_argument(
-            "isv.invalid-timestamp",
-            f"非法的时间戳参数: {timestamp} is more than 10 minutes from the "
-            "gateway clock in China Standard Time",
-        )
+    check_timestamp(params["timestamp"], now)
+
     if not app_signature_valid(config, params):
         raise invalid_argument(
             "isv.invalid-signature",
@@ -382,6 +384,20 @@ def check_common_params(config, params, now):
     if notify_url:
         validate_notify_url(notify_url)
     return method
+
+
+def check_timestamp(timestamp, now):
+    moment = read_time(timestamp)
+    if moment is None:
+        raise invalid_argument(
+            "isv.invalid-timestamp", "非法的时间戳参数: use YYYY-MM-DD HH:MM:SS"
+        )
+    if abs(moment - now) > TIMESTAMP_WINDOW:
+        raise invalid_argument(
+            "isv.invalid-timestamp",
+            f"非法的时间戳参数: {timestamp} is more than 10 minutes from the "
+            "gateway clock in China Standard Time",
+        )
 
 
 def read_biz_content(params):
@@ -458,11 +474,9 @@ def validate_precreate(biz, now):
     if time_expire_text is None:
         time_expire = now + DEFAULT_ORDER_LIFETIME
     else:
-        if not isinstance(time_expire_text, str) or not TIME_PATTERN.fullmatch(
-            time_expire_text
-        ):
+        time_expire = read_time(time_expire_text)
+        if time_expire is None:
             raise invalid_parameter("time_expire must be YYYY-MM-DD HH:MM:SS")
-        time_expire = parse_time(time_expire_text)
         if time_expire <= now:
             raise invalid_parameter("time_expire must be in the future")
     return {
@@ -478,7 +492,7 @@ def validate_precreate(biz, now):
 
 
 def trade_fields(order, now):
-    """Return the fields that query answers for a scanned order."""
+    """Return the fields of a scanned order that alipay.trade.query returns."""
     status = order.status_at(now)
     paid = order.paid_at is not None
     paid_amount = to_yuan(order.total_fen) if paid else "0.00"
@@ -590,7 +604,7 @@ class Notifier:
         """Send the order's notification until the merchant accepts it.
 
         The merchant accepts with HTTP 200 and the body `success`, exactly.
-        Every other answer, and every connection error, is retried after the
+        Every other response, and every connection error, is retried after the
         next of config.notify_delays. Each attempt sends the same fields.
         """
         with self.book.lock:
@@ -774,7 +788,7 @@ def _precreate(config, book, biz, params, now):
 
 
 def _repeat_precreate(order, fields, now):
-    """Return the answer to a precreate for an out_trade_no already used."""
+    """Return the response to a precreate for an out_trade_no already used."""
     rejection = order.rejection_for_payment(now)
     if rejection is not None:
         sub_code, _ = rejection

@@ -105,3 +105,39 @@ def test_log_message_stays_on_one_line(character):
 
     assert character not in line
     assert line == f"GET /cases/1\\x{ord(character):02x}FORGED"
+
+
+@pytest.mark.parametrize("path", ["/auth/miniprogram-login", "/auth/refresh", "/cases"])
+def test_huge_integer_is_400(client, logged_in, path):
+    body = b'{"code": ' + b"9" * 4301 + b"}"
+    response = client.session.post(
+        client.api + path,
+        data=body,
+        headers={
+            "Authorization": f"Bearer {client.token}",
+            "Content-Type": "application/json",
+        },
+        timeout=30,
+    )
+
+    assert_error(response, 400, "bad_request")
+
+
+def test_oversized_chunked_body_is_413(client, logged_in):
+    def chunks():
+        yield b'{"business_no": "'
+        for _ in range(3 * 1024):
+            yield b"x" * 1024
+        yield b'"}'
+
+    response = client.session.post(
+        client.api + "/cases",
+        data=chunks(),
+        headers={
+            "Authorization": f"Bearer {client.token}",
+            "Content-Type": "application/json",
+        },
+        timeout=30,
+    )
+
+    assert_error(response, 413, "payload_too_large")

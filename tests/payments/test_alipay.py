@@ -44,6 +44,7 @@ from payments.alipay import (
 )
 from payments.errors import InvalidNotification, PaymentError
 from peers.devkeys import ensure_dev_keys
+from peers.launch import start_peers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QR_CODE_PREFIX = "https://qr.alipay.com/bax0"
@@ -128,7 +129,7 @@ def sandbox_url(keys_dir, tmp_path_factory):
 
 
 class ScriptedServer:
-    """A WSGI app that records each request and answers with queued responses.
+    """A WSGI app that records each request and responds with queued responses.
 
     `answer_next` queues (status, body) pairs. Once the queue is empty, every
     request gets `default`.
@@ -557,12 +558,13 @@ def test_notification_signed_by_other_key_rejected(config, forge):
 
 
 def test_refund_notification_carries_refund_fee(config, forge):
-    form = forge(trade_status="TRADE_CLOSED", refund_fee="123.45")
+    form = forge(refund_fee="20.00", gmt_refund="2026-12-05 09:00:00", out_biz_no="RF1")
 
     transaction = parse_notification(config, form)
 
-    assert transaction.trade_state == "CLOSED"
-    assert transaction.refund_fee_fen == 12345
+    assert transaction.trade_state == "SUCCESS"
+    assert transaction.refund_fee_fen == 2000
+    assert transaction.amount_fen == 12345
 
 
 def test_notification_not_mapping_rejected(config):
@@ -764,7 +766,7 @@ def test_sandbox_down_unavailable(config):
     assert issubclass(AlipayUnavailable, PaymentError)
 
 
-# Responses from a scripted gateway, for answers the sandbox never gives.
+# Responses from a scripted gateway, for responses the sandbox never sends.
 
 
 @pytest.fixture(scope="module")
@@ -996,3 +998,31 @@ def test_config_accepts_base64_keys(keys_dir, config):
     assert loaded.alipay_public_key.public_numbers() == (
         config.alipay_public_key.public_numbers()
     )
+
+
+# The launcher.
+
+
+def test_start_peers_runs_alipay_sandbox(tmp_path):
+    with start_peers(tmp_path, "http://127.0.0.1:9", include_wechatpay=False) as peers:
+        config = AlipayConfig.from_keys_dir(
+            peers.keys.directory,
+            peers.alipay_url + "/gateway.do",
+            "http://127.0.0.1:9/alipay/notify",
+        )
+        qr_code = AlipayClient(config).precreate(
+            new_out_trade_no(), "水费", 100, expire_in()
+        )
+
+    assert qr_code.startswith(QR_CODE_PREFIX)
+    assert config.app_id == peers.keys.alipay_app_id
+    assert config.seller_id == peers.keys.alipay_seller_id
+
+
+def test_start_peers_without_alipay(tmp_path):
+    with start_peers(
+        tmp_path, "http://127.0.0.1:9", include_wechatpay=False, include_alipay=False
+    ) as peers:
+        assert "alipay" not in peers.processes
+        with pytest.raises(RuntimeError, match="include_alipay=False"):
+            _ = peers.alipay_url
