@@ -18,6 +18,9 @@ FEEDBACK_STATUSES = {
     "退件": "returned",
 }
 
+# How far a transfer has come; a report may not move it back.
+PROGRESS_ORDER = {"pushed": 0, "collected": 0, "accepted": 1, "in_progress": 2}
+
 # Transfer states in which the utility has the transfer and may report on it.
 REPORTABLE = ("pushed", "collected", "accepted", "in_progress")
 
@@ -25,7 +28,9 @@ REPORTABLE = ("pushed", "collected", "accepted", "in_progress")
 def apply_feedback(utility, report):
     """Apply one utility report to its transfer; a repeated report changes nothing."""
     status = FEEDBACK_STATUSES[report["status"]]
-    if status == "returned" and not report.get("return_reason"):
+    reason = (report.get("return_reason") or "").strip() or None
+    report = {**report, "return_reason": reason}
+    if status == "returned" and not reason:
         raise Invalid(
             "return_reason_missing",
             "退件必须填写退件原因。",
@@ -46,6 +51,12 @@ def apply_feedback(utility, report):
             raise Conflict(
                 "transfer_not_pushed",
                 "该过户尚未推送给贵单位，不能反馈办理状态。",
+            )
+        if PROGRESS_ORDER.get(status, 0) < PROGRESS_ORDER.get(transfer.status, 0):
+            raise Conflict(
+                "feedback_out_of_order",
+                f"该过户已为“{timeline.status_label(transfer.status)}”，"
+                f"不能退回“{report['status']}”；迟到的状态无需再报。",
             )
         timeline.record(
             transfer,

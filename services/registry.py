@@ -87,6 +87,7 @@ def _upsert(business_no, data, raw_payload):
             return business, False
         if business is not None:
             _check_move(business, data)
+            _check_case_facts(business, raw_payload)
         created = business is None
         unit = _upsert_unit(data)
         business = _write_business(business, business_no, unit, data)
@@ -117,6 +118,25 @@ def _check_move(business, data):
         raise Conflict(
             "business_closed",
             "登记业务已登簿或已撤回，不能再修改；如需更正请新建业务。",
+        )
+
+
+def _check_case_facts(business, raw_payload):
+    """Refuse changes other than the status once an applicant opened a case.
+
+    The applicant confirmed accounts and accepted agreements for the unit and
+    owners as they were, so changing them under the case would transfer
+    accounts on facts nobody confirmed.
+    """
+    if not Case.select().where(Case.business == business).exists():
+        return
+    before = {k: v for k, v in business.payload.items() if k != "registration_status"}
+    after = {k: v for k, v in raw_payload.items() if k != "registration_status"}
+    if before != after:
+        raise Conflict(
+            "business_has_case",
+            "该登记业务已有联办事项，只能变更登记状态；"
+            "如需更正权利人或房屋信息，请撤回本业务后新建业务。",
         )
 
 

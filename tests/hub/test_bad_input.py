@@ -1,6 +1,7 @@
 """Bad input and steps out of order get one error shape, a 4xx, and no writes."""
 
 import copy
+import json
 import random
 import time
 
@@ -9,6 +10,7 @@ import pytest
 from demo import scenarios
 from models import AccountLink, Agreement, Business, Party, Unit, UnitCode, Utility
 from models.fields import data_keys
+from partners.signing import sign_request
 from services import catalog
 from tests.hub.flows import (
     assert_error,
@@ -914,3 +916,31 @@ def test_delegation_longer_than_a_year(client, homes):
 
     body = assert_error(response, 422, "delegation_too_long")
     assert error_at(body, "json", "expires_at")
+
+
+def test_registry_change_after_case_opened(client, homes):
+    home = homes.make(accounts=[("water", {})])
+    client.login(home.buyer)
+    client.call("POST", "/cases", {"business_no": home.business_no})
+    payload = scenarios.business_payload(home, "accepted")
+    payload["owners"][0]["name"] = "赵六"
+
+    response = client.session.put(
+        client.api + f"/registry/businesses/{home.business_no}",
+        data=json.dumps(payload, ensure_ascii=False).encode(),
+        headers=sign_request(
+            "registry",
+            client.registry_secret,
+            "PUT",
+            f"/api/v1/registry/businesses/{home.business_no}",
+            json.dumps(payload, ensure_ascii=False).encode(),
+        )
+        | {"Content-Type": "application/json"},
+        timeout=10,
+    )
+
+    assert_error(response, 409, "business_has_case")
+    completed = scenarios.business_payload(home, "completed")
+    assert client.put_business(home.business_no, completed)["registration_status"] == (
+        "completed"
+    )

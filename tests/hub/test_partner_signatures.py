@@ -408,3 +408,55 @@ def test_partner_without_utility_row(stack, method, path, body):
         del secrets["ghost"]
 
     assert_error(response, 401, "partner_unknown")
+
+
+def _pushed_transfer(client, homes, stack):
+    home = homes.make(accounts=[("tv", {})])
+    from tests.hub.flows import drive_to_submission
+
+    case_id = drive_to_submission(client, home)
+    client.call("POST", f"/cases/{case_id}/submission", {})
+    from demo import scenarios
+
+    client.put_business(home.business_no, scenarios.business_payload(home, "completed"))
+    response = signed_call(stack, "tv", "GET", "/partner/exports")
+    [pushed] = [
+        t
+        for t in response.json()["transfers"]
+        if t["account_no"] == home.accounts[0].account_no
+    ]
+    return pushed
+
+
+def test_feedback_cannot_move_back(client, homes, stack):
+    pushed = _pushed_transfer(client, homes, stack)
+    report = {"transfer_id": pushed["transfer_id"], "account_no": pushed["account_no"]}
+    first = signed_call(
+        stack, "tv", "POST", "/partner/feedback", {**report, "status": "办理中"}
+    )
+    assert first.status_code == 200
+
+    late = signed_call(
+        stack, "tv", "POST", "/partner/feedback", {**report, "status": "已受理"}
+    )
+
+    assert_error(late, 409, "feedback_out_of_order")
+
+
+def test_blank_return_reason_rejected(client, homes, stack):
+    pushed = _pushed_transfer(client, homes, stack)
+
+    response = signed_call(
+        stack,
+        "tv",
+        "POST",
+        "/partner/feedback",
+        {
+            "transfer_id": pushed["transfer_id"],
+            "account_no": pushed["account_no"],
+            "status": "退件",
+            "return_reason": "   ",
+        },
+    )
+
+    assert_error(response, 422, "return_reason_missing")
