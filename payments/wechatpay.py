@@ -76,15 +76,14 @@ REFUND_STATUS_ABNORMAL = "ABNORMAL"
 
 # WeChat Pay allows 1 to 64 letters, digits and the characters _ - | * @.
 OUT_REFUND_NO_PATTERN = re.compile(r"[A-Za-z0-9_\-|*@]{1,64}")
-# NOTE: the refund API documents reason as string[1,80]; whether the limit
-# counts characters or UTF-8 bytes is not stated, so this counts characters.
+# NOTE: the refund API documents reason as string[1,80] without saying whether
+# it counts characters or UTF-8 bytes. This limit counts characters.
 REFUND_REASON_MAX_CHARS = 80
 
 # An unknown Wechatpay-Serial refreshes the platform certificates at most once
 # in this many seconds, so a stream of forged notifications cannot make the
 # client download the certificates on every request.
 CERTIFICATE_REFRESH_INTERVAL_SECONDS = 60.0
-CERTIFICATE_ASSOCIATED_DATA = "certificate"
 
 BILL_HASH_TYPE = "SHA1"
 # Hosts that may serve a bill's download_url besides the configured base_url.
@@ -564,9 +563,9 @@ class WechatPayClient:
 
     A response or notification signed under a serial that the client does not
     trust yet makes it refresh the platform certificates, at most once per
-    CERTIFICATE_REFRESH_INTERVAL_SECONDS. The trusted keys live in
-    `certificates`, which by default is shared by all clients built from an
-    equal config.
+    `certificates.min_refresh_interval` (CERTIFICATE_REFRESH_INTERVAL_SECONDS
+    by default). The trusted keys live in `certificates`, which by default is
+    shared by all clients built from an equal config.
     """
 
     def __init__(
@@ -747,8 +746,8 @@ class WechatPayClient:
         for the download_url is signed and verified like every call. The file
         itself comes unsigned, as WeChat Pay documents, so its SHA1 must match
         the hash_value of the signed response. Returns an empty list when
-        WeChat Pay answers `NO_STATEMENT_EXIST`, because nothing was paid or
-        refunded that day. `STATEMENT_CREATING` (the bill is not ready yet)
+        WeChat Pay responds with `NO_STATEMENT_EXIST`, because nothing was paid
+        or refunded that day. `STATEMENT_CREATING` (the bill is not ready yet)
         raises WechatPayError with `retryable` true. A bill whose hash, lines
         or totals do not check out raises WechatPayInvalidResponse.
         """
@@ -805,7 +804,8 @@ class WechatPayClient:
         signed raises WechatPayInvalidResponse and adds nothing, because the
         certificates are what later signatures are checked against. Each
         certificate is decrypted with the APIv3 key. Certificates past their
-        expire_time are skipped. Returns the certificates added.
+        expire_time are skipped. Returns the listed certificates that are now
+        trusted, including any that were trusted before.
         """
         reference = f"mchid={self.config.mchid}"
         with self.certificates.refresh_lock:
@@ -1421,11 +1421,11 @@ def parse_trade_bill(content: bytes) -> list[BillRow]:
     return rows
 
 
-def _bill_column_indexes(header, wanted, where):
-    missing = [name for name in wanted.values() if name not in header]
+def _bill_column_indexes(header, expected_columns, line_name):
+    missing = [name for name in expected_columns.values() if name not in header]
     if missing:
-        raise ValueError(f"{where} lacks the columns {', '.join(missing)}")
-    return {key: header.index(name) for key, name in wanted.items()}
+        raise ValueError(f"{line_name} lacks the columns {', '.join(missing)}")
+    return {key: header.index(name) for key, name in expected_columns.items()}
 
 
 def _split_bill_line(line, expected_count, line_number):

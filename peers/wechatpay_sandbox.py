@@ -102,6 +102,7 @@ CERTIFICATE_LIFETIME = timedelta(days=5 * 365)
 BILL_MAX_AGE = timedelta(days=92)
 BILL_URL_LIFETIME_SECONDS = 300
 BILL_DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+BILL_DOWNLOAD_PATH = "/v3/billdownload/file"
 BILL_TYPES = ("ALL", "SUCCESS", "REFUND")
 BILL_HEADER = (
     "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,"
@@ -113,7 +114,7 @@ BILL_SUMMARY_HEADER = (
     "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,"
     "申请退款总金额"
 )
-# NOTE: the 0.6% fee is a common Native rate, used only to fill the fee columns.
+# The fee rate only fills the bill's fee columns, which the client does not read.
 BILL_FEE_RATE_PERCENT = "0.60"
 
 CODE_URL_PREFIX = "weixin://wxpay/bizpayurl?pr="
@@ -691,9 +692,11 @@ def validate_refund_request(payload):
 
 def check_refund_allowed(order, request_fields, now):
     """Raise ApiError unless `order` can take the requested refund."""
+    # The API documents RESOURCE_NOT_EXISTS for an unknown or unpaid order and
+    # INVALID_REQUEST for a request that breaks a business rule. NOTE: the 404
+    # status, and INVALID_REQUEST for each rule below and in _repeat_refund,
+    # are assumed.
     if order is None or order.state_at(now) not in PAID_STATES:
-        # The API documents RESOURCE_NOT_EXISTS for an unknown order and for an
-        # unpaid one. NOTE: the 404 status is assumed.
         raise ApiError(
             404,
             "RESOURCE_NOT_EXISTS",
@@ -701,8 +704,6 @@ def check_refund_allowed(order, request_fields, now):
             "refunded",
         )
     if request_fields["total_fen"] != order.amount_fen:
-        # NOTE: the code for a wrong amount.total is assumed to be the API's
-        # INVALID_REQUEST for requests that break a business rule.
         raise ApiError(
             400,
             "INVALID_REQUEST",
@@ -733,8 +734,7 @@ def _repeat_refund(refund, request_fields):
         request_fields["transaction_id"] in (None, order.transaction_id)
     )
     if not same_order or request_fields["refund_fen"] != refund.amount_fen:
-        # NOTE: the gateway refunds an out_refund_no once. The code for a
-        # repeat with other parameters is assumed.
+        # The gateway refunds an out_refund_no once, whatever is sent again.
         raise ApiError(
             400,
             "INVALID_REQUEST",
@@ -996,8 +996,8 @@ def _validate_bill_date(text, today):
         bill_date = date.fromisoformat(text)
     except ValueError:
         raise ApiError(400, "PARAM_ERROR", f"bill_date {text} is not a date") from None
-    # NOTE: the real gateway serves a day's bill from about 09:00 the next day
-    # and answers STATEMENT_CREATING before then. The sandbox serves today's
+    # NOTE: the real gateway builds a day's bill the next morning and responds
+    # with STATEMENT_CREATING until then. The sandbox serves today's
     # bill at once, so tests need not wait. The INVALID_REQUEST code for a
     # future or too old date is assumed.
     if bill_date > today:
@@ -1045,8 +1045,8 @@ def build_refund_notification(config, refund):
     """Return the notification id and the JSON body for a refund that succeeded.
 
     The decrypted resource has the fields of the API's refund notification.
-    NOTE: associated_data is "refund" here. One WeChat Pay example shows it
-    empty, and clients should use whatever value the event carries.
+    associated_data is "refund" here, but one WeChat Pay example shows it
+    empty, so clients must use whatever value the event carries.
     """
     order = refund.order
     resource = {
@@ -1340,7 +1340,7 @@ def _add_refund_routes(app, config, book, notifier):
             book.refunds[refund.out_refund_no] = refund
             order.refunds.append(refund)
             order.trade_state = REFUND
-            answer = refund_resource(config, refund)
+            resource = refund_resource(config, refund)
         log.info(
             "refund accepted out_refund_no=%s out_trade_no=%s amount_fen=%s",
             refund.out_refund_no,
@@ -1352,7 +1352,7 @@ def _add_refund_routes(app, config, book, notifier):
         )
         timer.daemon = True
         timer.start()
-        return answer
+        return resource
 
     @app.get("/v3/refund/domestic/refunds/<out_refund_no>")
     def query_refund(out_refund_no):
@@ -1380,9 +1380,6 @@ def _complete_refund(config, book, notifier, refund):
         notifier.start(refund, f"out_refund_no={refund.out_refund_no}")
 
 
-BILL_DOWNLOAD_PATH = "/v3/billdownload/file"
-
-
 def _add_bill_routes(app, config, book):
     @app.get("/v3/bill/tradebill")
     def apply_trade_bill():
@@ -1407,15 +1404,12 @@ def _add_bill_routes(app, config, book):
                     "NO_STATEMENT_EXIST",
                     f"no bill for {bill_date}: nothing was paid or refunded that day",
                 )
-            deadline = time.monotonic() + BILL_URL_LIFETIME_SECONDS
-            for token in [
-                token
-                for token, (_, end) in book.bills.items()
-                if end < time.monotonic()
-            ]:
+            clock = time.monotonic()
+            expired = [token for token, (_, end) in book.bills.items() if end < clock]
+            for token in expired:
                 del book.bills[token]
             token = secrets.token_urlsafe(24)
-            book.bills[token] = (content, deadline)
+            book.bills[token] = (content, clock + BILL_URL_LIFETIME_SECONDS)
         log.info(
             "trade bill prepared bill_date=%s bill_type=%s bytes=%s",
             bill_date,
@@ -1438,7 +1432,7 @@ def _add_bill_routes(app, config, book):
             raise ApiError(
                 400,
                 "INVALID_REQUEST",
-                "download_url is unknown or expired; request the bill again",
+                "download_url is unknown or expired, so request the bill again",
             )
         return Response(entry[0], mimetype="application/octet-stream")
 

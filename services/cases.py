@@ -5,6 +5,7 @@ import logging
 import peewee
 from flask import g
 
+from domain.addresses import same_flat
 from domain.identifiers import InvalidIdentifier, fold_width, normalise_resident_id
 from models import AccountLink, Agreement, Business, Case, Party, Transfer, Utility
 from models.base import is_storable_id, utcnow
@@ -168,15 +169,8 @@ def add_account(case, service_org, account_no):
             "account_closed", "该户号已销户，无需过户；如有疑问请联系服务机构。"
         )
     linked_here = known is not None and known.unit_id == unit.id
-    if not linked_here and not _held_by_party(case.business, account):
-        # NOTE: such an account needs the utility to reconcile it by hand,
-        # which has no queue yet, so it cannot be added online.
-        log.info("account holder not a party case=%s utility=%s", case.id, utility.code)
-        raise Conflict(
-            "account_holder_mismatch",
-            "该户号登记的用户不是本房屋的权利人或原权利人，无法在线核验归属；"
-            "请持缴费单到服务机构核对后再办理。",
-        )
+    if not linked_here:
+        _check_unlinked(case, utility, account)
     try:
         transfer = _link_and_add(case, utility, account_no, account)
     except peewee.IntegrityError:
@@ -189,6 +183,33 @@ def add_account(case, service_org, account_no):
         utility.code,
     )
     return transfer
+
+
+def _check_unlinked(case, utility, account):
+    """Check that an account no roster linked belongs to this home.
+
+    The holder must be an owner or previous owner, and the account's address
+    must end with the flat's building, stair and room, because a seller or a
+    developer often holds accounts for several flats.
+    """
+    # NOTE: an account that fails these checks needs the utility to
+    # reconcile it by hand, which has no queue yet, so it cannot be added.
+    if not _held_by_party(case.business, account):
+        log.info("account holder not a party case=%s utility=%s", case.id, utility.code)
+        raise Conflict(
+            "account_holder_mismatch",
+            "该户号登记的用户不是本房屋的权利人或原权利人，无法在线核验归属；"
+            "请持缴费单到服务机构核对后再办理。",
+        )
+    if same_flat(case.business.location, account.account_address) is not True:
+        log.info(
+            "account address not this flat case=%s utility=%s", case.id, utility.code
+        )
+        raise Conflict(
+            "account_address_mismatch",
+            "该户号的用户地址与本房屋的楼号、单元或房号不一致，无法在线核验归属；"
+            "请持缴费单到服务机构核对后再办理。",
+        )
 
 
 def _link_and_add(case, utility, account_no, account):

@@ -19,7 +19,14 @@ FEEDBACK_STATUSES = {
 }
 
 # How far a transfer has come; a report may not move it back.
-PROGRESS_ORDER = {"pushed": 0, "collected": 0, "accepted": 1, "in_progress": 2}
+PROGRESS_ORDER = {
+    "pushed": 0,
+    "collected": 0,
+    "accepted": 1,
+    "in_progress": 2,
+    "completed": 3,
+    "returned": 3,
+}
 
 # Transfer states in which the utility has the transfer and may report on it.
 REPORTABLE = ("pushed", "collected", "accepted", "in_progress")

@@ -47,6 +47,7 @@ def start_payment(transfer):
     """
     if transfer.case.status in ("closed", "withdrawn"):
         raise Conflict("case_closed", "联办事项已关闭，不能再缴费。")
+    read_at = utcnow()
     arrears = _live_arrears(transfer)
     if arrears == 0:
         raise Conflict("nothing_to_pay", "该户号没有欠费，无需缴费。")
@@ -54,7 +55,7 @@ def start_payment(transfer):
         if payment.amount_fen == arrears and payment.expires_at > utcnow():
             return payment, False
         close_payment(payment)
-    return _create(transfer, arrears), True
+    return _create(transfer, arrears, read_at), True
 
 
 def _live_arrears(transfer):
@@ -81,6 +82,22 @@ def _live_arrears(transfer):
     return arrears
 
 
+def _paid_since(transfer, read_at):
+    """Say whether a payment was booked after the arrears were read at `read_at`.
+
+    Such a reading may still include the debt that payment settled.
+    """
+    return (
+        Payment.select()
+        .where(
+            (Payment.transfer == transfer)
+            & (Payment.status == "paid")
+            & (Payment.reported_at.is_null() | (Payment.reported_at >= read_at))
+        )
+        .exists()
+    )
+
+
 def _has_unreported_payment(transfer):
     return (
         Payment.select()
@@ -101,7 +118,7 @@ def _pending(transfer):
     )
 
 
-def _create(transfer, amount_fen):
+def _create(transfer, amount_fen, read_at):
     ttl = current_app.config["PAYMENT_TTL_SECONDS"]
     expires_at = utcnow() + timedelta(seconds=ttl)
     description = f"{transfer.utility.service_org}欠费 户号{transfer.account_no}"
@@ -110,8 +127,8 @@ def _create(transfer, amount_fen):
     try:
         with transaction():
             # Checked again here, because an earlier order may have been paid
-            # since the arrears were read; its report is still on the way.
-            if _has_unreported_payment(transfer):
+            # and reported since the arrears were read.
+            if _paid_since(transfer, read_at):
                 raise Conflict(
                     "payment_settling",
                     "已缴费，正在通知服务机构销账，请勿重复缴费。",
@@ -208,8 +225,17 @@ def refresh_payment(payment):
         Payment.update(status="closed").where(
             (Payment.id == payment.id) & (Payment.status == "pending")
         ).execute()
-    elif payment.expires_at <= utcnow():
+    elif order.trade_state == "NOTPAY" and payment.expires_at <= utcnow():
         close_payment(payment)
+    elif order.trade_state not in ("NOTPAY", "USERPAYING"):
+        log.warning(
+            "pending order in provider state %s payment=%s",
+            order.trade_state,
+            payment.id,
+        )
+        Payment.update(flag=f"provider_state: {order.trade_state}").where(
+            (Payment.id == payment.id) & Payment.flag.is_null()
+        ).execute()
     return Payment.get_by_id(payment.id)
 
 

@@ -307,3 +307,39 @@ def test_add_account_held_by_stranger(client, homes):
 
     assert_error(response, 409, "account_holder_mismatch")
     assert len(client.call("GET", f"/cases/{case['case_id']}")["transfers"]) == 1
+
+
+def test_add_seller_account_of_other_flat(client, homes, stack):
+    import requests
+
+    home = homes.make(accounts=[("gas", {})])
+    seller = home.sellers[0]
+    other_flat = "SW" + home.accounts[0].account_no[2:]
+    requests.post(
+        stack.peers.utility_sim_url + "/_sim/accounts",
+        json=[
+            {
+                "utility": "water",
+                "account_no": other_flat,
+                "holder_name": seller.name,
+                "holder_id_numbers": [seller.id_number],
+                "account_address": "燕子山小区99号楼9单元909",
+                "arrears_fen": 0,
+                "status": "active",
+                "direct_debit": False,
+            }
+        ],
+        timeout=10,
+    ).raise_for_status()
+    client.login(home.buyer)
+    case = client.call("POST", "/cases", {"business_no": home.business_no})
+
+    response = citizen_request(
+        client,
+        "POST",
+        f"/cases/{case['case_id']}/accounts",
+        {"service_org": "济南水务集团有限公司", "account_no": other_flat},
+    )
+
+    assert_error(response, 409, "account_address_mismatch")
+    assert "*" not in response.text

@@ -188,12 +188,12 @@ class NotificationReceiver:
         otherwise for the payment notification of `out_trade_no`. Deliveries
         for other orders and refunds, left over from earlier tests, are skipped.
         """
-        wanted = out_refund_no or out_trade_no
+        expected_id = out_refund_no or out_trade_no
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                pytest.fail(f"no notification for {wanted} within {timeout} s")
+                pytest.fail(f"no notification for {expected_id} within {timeout} s")
             try:
                 headers, body, status = self.requests.get(timeout=remaining)
             except queue.Empty:
@@ -216,7 +216,9 @@ def serve_receiver():
     """Serve a NotificationReceiver on a free loopback port in a thread."""
     app = NotificationReceiver()
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     app.url = f"http://127.0.0.1:{server.server_port}/wechatpay/notify"
     try:
@@ -678,14 +680,14 @@ def test_wrong_platform_serial_invalid_response(config):
         create_order(client)
 
 
-def _closed_port():
+def closed_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
 def test_sandbox_down_unavailable(config):
-    down = dataclasses.replace(config, base_url=f"http://127.0.0.1:{_closed_port()}")
+    down = dataclasses.replace(config, base_url=f"http://127.0.0.1:{closed_port()}")
     client = WechatPayClient(down, timeout=(1, 1))
 
     with pytest.raises(WechatPayUnavailable):
@@ -694,13 +696,211 @@ def test_sandbox_down_unavailable(config):
         client.query_order(new_out_trade_no())
 
 
+# Platform certificates and rotation. Each client gets its own
+# PlatformCertificates, so one test's refresh cannot help or block another.
+
+
+def sandbox_certificates(sandbox_url):
+    response = requests.get(sandbox_url + "/_sandbox/platform-certificates", timeout=5)
+    assert response.status_code == 200
+    return response.json()
+
+
+def new_client(config, min_refresh_interval=60.0):
+    certificates = PlatformCertificates(
+        config.platform_serial, config.platform_public_key, min_refresh_interval
+    )
+    return WechatPayClient(config, timeout=(2, 5), certificates=certificates)
+
+
+def test_refresh_lists_configured_certificate(config):
+    client = new_client(config)
+
+    certificates = client.refresh_platform_certificates()
+
+    assert [item.serial_no for item in certificates] == [config.platform_serial]
+    assert (
+        certificates[0].public_key.public_numbers()
+        == config.platform_public_key.public_numbers()
+    )
+    assert certificates[0].certificate_pem.startswith(b"-----BEGIN CERTIFICATE-----")
+    assert certificates[0].expire_time > datetime.now(UTC) + timedelta(days=365)
+    assert certificates[0].effective_time <= datetime.now(UTC)
+
+
+def test_refresh_untrusted_signature_rejected(config):
+    # Same serial, other key: the listing's signature cannot be verified.
+    wrong_key = new_rsa_key().public_key()
+    client = new_client(dataclasses.replace(config, platform_public_key=wrong_key))
+
+    with pytest.raises(WechatPayInvalidResponse, match="does not verify"):
+        client.refresh_platform_certificates()
+
+    assert client.certificates.serials() == [config.platform_serial]
+    assert client.certificates.public_key(config.platform_serial) is wrong_key
+
+
+def test_refresh_unknown_signing_serial_rejected(config):
+    # The right key under another serial: the listing names a serial that the
+    # client does not trust, and refreshing cannot vouch for itself.
+    client = new_client(dataclasses.replace(config, platform_serial="B" * 40))
+
+    with pytest.raises(WechatPayInvalidResponse, match="not a trusted platform serial"):
+        client.refresh_platform_certificates()
+
+    assert client.certificates.serials() == ["B" * 40]
+
+
+def test_refresh_wrong_apiv3_key_rejected(config):
+    client = new_client(dataclasses.replace(config, apiv3_key=b"k" * 32))
+
+    with pytest.raises(WechatPayInvalidResponse, match="does not decrypt"):
+        client.refresh_platform_certificates()
+
+
+def test_unknown_serial_refreshes_once(config, sandbox_url):
+    client = new_client(config)
+    key = new_rsa_key()
+    downloads = sandbox_certificates(sandbox_url)["certificate_downloads"]
+
+    headers, body = forge_notification(config, key)
+    headers = sign_notification(key, "C" * 40, body)
+    with pytest.raises(InvalidNotification) as first:
+        client.parse_notification(headers, body)
+    after_first = sandbox_certificates(sandbox_url)["certificate_downloads"]
+
+    headers = sign_notification(key, "D" * 40, body)
+    with pytest.raises(InvalidNotification) as second:
+        client.parse_notification(headers, body)
+    after_second = sandbox_certificates(sandbox_url)["certificate_downloads"]
+
+    assert "not listed by /v3/certificates" in first.value.reason
+    assert after_first == downloads + 1
+    assert "refreshed less than 60 seconds ago" in second.value.reason
+    assert after_second == after_first
+
+
+def test_merchant_signed_notification_rejected(config, sandbox_url):
+    # A notification signed with the merchant's own key proves nothing about
+    # WeChat Pay, whichever serial it names.
+    merchant_key = config.merchant_private_key
+    headers, body = forge_notification(config, merchant_key)
+    under_merchant_serial = sign_notification(
+        merchant_key, config.merchant_serial, body
+    )
+    under_platform_serial = sign_notification(
+        merchant_key, config.platform_serial, body
+    )
+    client = new_client(config)
+
+    with pytest.raises(InvalidNotification) as merchant_serial:
+        client.parse_notification(under_merchant_serial, body)
+    with pytest.raises(InvalidNotification) as platform_serial:
+        client.parse_notification(under_platform_serial, body)
+    with pytest.raises(InvalidNotification) as module_level:
+        parse_notification(config, under_merchant_serial, body)
+
+    assert "not listed by /v3/certificates" in merchant_serial.value.reason
+    assert "does not verify" in platform_serial.value.reason
+    assert "not the configured platform serial" in module_level.value.reason
+    assert config.merchant_serial not in client.certificates.serials()
+
+
+@pytest.fixture
+def rotating_sandbox(keys_dir, tmp_path):
+    """A sandbox of its own, because rotating a key changes it for every test."""
+    with run_sandbox(keys_dir, tmp_path) as url:
+        yield url
+
+
+def rotate_platform_key(sandbox_url):
+    response = requests.post(sandbox_url + "/_sandbox/rotate-platform-key", timeout=10)
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_rotation_keeps_both_certificates(config, rotating_sandbox):
+    rotating_config = dataclasses.replace(config, base_url=rotating_sandbox)
+    client = new_client(rotating_config)
+
+    rotated = rotate_platform_key(rotating_sandbox)
+    certificates = client.refresh_platform_certificates()
+    inspection = sandbox_certificates(rotating_sandbox)
+
+    assert rotated["previous_serial_no"] == config.platform_serial
+    assert [item.serial_no for item in certificates] == [
+        config.platform_serial,
+        rotated["serial_no"],
+    ]
+    assert inspection["signing_serial"] == rotated["serial_no"]
+    assert inspection["certificates_signing_serial"] == config.platform_serial
+    assert client.certificates.public_key(rotated["serial_no"]) is not None
+
+
+def test_rotated_response_refreshes_certificates(config, rotating_sandbox):
+    rotating_config = dataclasses.replace(config, base_url=rotating_sandbox)
+    out_trade_no, _ = create_order(new_client(rotating_config), amount_fen=300)
+    rotated = rotate_platform_key(rotating_sandbox)
+    client = new_client(rotating_config)
+
+    state = client.query_order(out_trade_no)
+
+    assert state.trade_state == "NOTPAY"
+    assert rotated["serial_no"] in client.certificates.serials()
+    assert sandbox_certificates(rotating_sandbox)["certificate_downloads"] == 1
+
+
+def test_rotated_notification_verified_after_refresh(
+    config, rotating_sandbox, receiver
+):
+    rotating_config = dataclasses.replace(config, base_url=rotating_sandbox)
+    creator = new_client(rotating_config)
+    first_order, first_code_url = create_order(creator, amount_fen=101)
+    second_order, second_code_url = create_order(creator, amount_fen=102)
+    client = new_client(rotating_config)
+
+    # The first rotation: the notification names the new serial, and one
+    # refresh finds it.
+    second_serial = rotate_platform_key(rotating_sandbox)["serial_no"]
+    assert sandbox_pay(rotating_sandbox, first_code_url).status_code == 200
+    headers, body, _ = receiver.wait_for(rotating_config, first_order)
+    transaction = client.parse_notification(headers, body)
+    assert headers["Wechatpay-Serial"] == second_serial
+    assert transaction.out_trade_no == first_order
+    with pytest.raises(InvalidNotification, match="not the configured"):
+        parse_notification(rotating_config, headers, body)
+
+    # The second rotation within the refresh interval: no new download.
+    third_serial = rotate_platform_key(rotating_sandbox)["serial_no"]
+    assert sandbox_pay(rotating_sandbox, second_code_url).status_code == 200
+    headers, body, _ = receiver.wait_for(rotating_config, second_order)
+    with pytest.raises(InvalidNotification, match="refreshed less than 60 seconds"):
+        client.parse_notification(headers, body)
+    assert headers["Wechatpay-Serial"] == third_serial
+    assert sandbox_certificates(rotating_sandbox)["certificate_downloads"] == 1
+
+    # Once a refresh is allowed again, the listing signed by the second key,
+    # which the client now trusts, introduces the third.
+    client.certificates.min_refresh_interval = 0
+    transaction = client.parse_notification(headers, body)
+    assert transaction.out_trade_no == second_order
+    assert sandbox_certificates(rotating_sandbox)["certificate_downloads"] == 2
+
+    # A client that trusts only the first key missed a whole rotation: no key
+    # it trusts signed the current listing, so it rejects the notification.
+    stale = new_client(rotating_config)
+    with pytest.raises(InvalidNotification, match="refreshing the platform"):
+        stale.parse_notification(headers, body)
+    assert third_serial not in stale.certificates.serials()
+
+
 # Input checks. The client points at a closed port, so an input that got past
 # the checks would raise WechatPayUnavailable instead of ValueError.
 
 
 @pytest.fixture
 def offline_client(config):
-    down = dataclasses.replace(config, base_url=f"http://127.0.0.1:{_closed_port()}")
+    down = dataclasses.replace(config, base_url=f"http://127.0.0.1:{closed_port()}")
     return WechatPayClient(down, timeout=(1, 1))
 
 

@@ -1,0 +1,34 @@
+"""The building, stair and room numbers at the end of a Chinese address.
+
+Registry locations and utility addresses name the same flat in different
+ways (`5号楼1单元1201`, `5栋1单元1201室`, `5-1-1201`), but the three numbers
+at the end agree. They are enough to tell two flats of one estate apart;
+they say nothing about which estate, so a match is evidence, never proof.
+"""
+
+import re
+
+from domain.identifiers import fold_width
+
+NUMBER = re.compile(r"\d+")
+
+
+def trailing_numbers(address, count=3):
+    """Return up to `count` numbers from the end of `address`, in order."""
+    if not address:
+        return ()
+    return tuple(int(n) for n in NUMBER.findall(fold_width(address))[-count:])
+
+
+def same_flat(first, second):
+    """Say whether two addresses end with the same building, stair and room.
+
+    With fewer than three numbers in either, only the room is compared.
+    Returns None when either address has no number at all.
+    """
+    one, other = trailing_numbers(first), trailing_numbers(second)
+    if not one or not other:
+        return None
+    if len(one) == 3 and len(other) == 3:
+        return one == other
+    return one[-1] == other[-1]
