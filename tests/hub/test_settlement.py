@@ -94,3 +94,30 @@ def _case_of(transfer_id):
     from models import Transfer
 
     return Transfer.get_by_id(transfer_id).case_id
+
+
+def test_late_payment_refund_is_sent(client, homes, stack, app):
+    import time
+
+    transfer_id, first = _order(client, homes, arrears_fen=777)
+    Payment.update(status="closed").where(Payment.id == first["payment_id"]).execute()
+    headers, body = wechat_notification(
+        stack.peers.keys, first["out_trade_no"], first["amount_fen"]
+    )
+    assert _post(stack, headers, body).status_code == 204
+    # The sandbox must know the order as paid before it accepts a refund.
+    client.pay_in_sandbox(first["code_url"])
+
+    deadline = time.monotonic() + 15
+    refund = Refund.get(Refund.payment == first["payment_id"])
+    while refund.status == "pending" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        refund = Refund.get_by_id(refund.id)
+
+    assert refund.status in ("processing", "succeeded")
+    assert refund.provider_refund_id
+    order = requests.get(
+        f"{stack.peers.wechatpay_url}/_sandbox/orders/{first['out_trade_no']}",
+        timeout=10,
+    ).json()
+    assert order["trade_state"] in ("REFUND", "SUCCESS")
