@@ -79,6 +79,10 @@ def open_case(citizen, business_no):
     g.case_id = case.id
     if created:
         log.info("case opened case=%s business_no=%s", case.id, business_no)
+        # Accounts the registry named arrive without their holder and address.
+        for transfer in list(case.transfers):
+            if transfer.account and not transfer.account.holder_name:
+                refresh_holder(transfer)
     return case, created
 
 
@@ -293,6 +297,7 @@ def refresh_holder(transfer):
 def confirm_account(transfer):
     """Record that the applicant confirmed the account (是否确认用户信息)."""
     require_open(transfer.case)
+    _require_holder(transfer)
     with transaction():
         won = (
             Transfer.update(account_confirmed=True, confirmed_at=utcnow())
@@ -304,6 +309,27 @@ def confirm_account(transfer):
         transfer = Transfer.get_by_id(transfer.id)
         timeline.record(transfer, "confirmed", "applicant")
     return transfer
+
+
+def _require_holder(transfer):
+    """Refuse to confirm an account whose holder the applicant has not been shown.
+
+    A utility without a system link cannot be asked, so its accounts are
+    confirmed on the number alone and the utility checks the holder.
+    """
+    if transfer.utility.connection != "system":
+        return
+    link = transfer.account
+    if link is not None and link.holder_name:
+        return
+    refresh_holder(transfer)
+    link = AccountLink.get_or_none(AccountLink.id == transfer.account_id)
+    if link is None or not link.holder_name:
+        raise Conflict(
+            "holder_unknown",
+            f"暂时无法从{transfer.utility.service_org}获取该户号的用户信息，"
+            "请稍后刷新户号列表后再确认。",
+        )
 
 
 def current_agreement(utility):

@@ -331,3 +331,23 @@ def test_registry_warns_of_credit_code_check(client, homes):
     assert answer["warnings"][0].startswith("previous_owners[0].id_number:")
     payload["previous_owners"][0]["id_number"] = good
     assert client.put_business(home_no, payload)["warnings"] == []
+
+
+def test_registry_named_account_shows_holder(client, homes):
+    home = homes.make(accounts=[("water", {"linked": False})])
+    payload = scenarios.business_payload(home, "accepted")
+    payload["accounts"] = [
+        {
+            "service_org": "济南水务集团有限公司",
+            "account_no": home.accounts[0].account_no,
+        }
+    ]
+    client.put_business(home.business_no, payload)
+    client.login(home.buyer)
+
+    case = client.call("POST", "/cases", {"business_no": home.business_no})
+
+    [transfer] = case["transfers"]
+    assert transfer["holder_relation"] == "previous_owner"
+    assert transfer["holder_name"].startswith(home.sellers[0].name[0])
+    assert transfer["account_address"]
