@@ -26,8 +26,12 @@ class RefreshToken(BaseModel):
 
     jti = peewee.CharField(max_length=64, unique=True)
     citizen = peewee.ForeignKeyField(Citizen, backref="refresh_tokens")
+    # Every token refreshed from one login shares a family, so that a stolen
+    # token used twice revokes the thief's copies as well as the owner's.
+    family = peewee.CharField(max_length=32, index=True, null=True)
     expires_at = peewee.DateTimeField()
     used_at = peewee.DateTimeField(null=True)
+    revoked_at = peewee.DateTimeField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
 
 

@@ -21,10 +21,10 @@ from services.errors import Unauthorized
 log = logging.getLogger(__name__)
 
 ALGORITHM = "HS256"
-REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "typ", "jti"]
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "typ", "jti", "fam"]
 
 
-def _encode(subject, kind, seconds, jti):
+def _encode(subject, kind, seconds, jti, family):
     now = utcnow()
     claims = {
         "iss": current_app.config["JWT_ISSUER"],
@@ -32,28 +32,38 @@ def _encode(subject, kind, seconds, jti):
         "sub": subject,
         "typ": kind,
         "jti": jti,
+        "fam": family,
         "iat": now,
         "exp": now + timedelta(seconds=seconds),
     }
     return jwt.encode(claims, current_app.config["SECRET_KEY"], algorithm=ALGORITHM)
 
 
-def issue_pair(citizen):
-    """Return a new access and refresh token for `citizen`."""
+def issue_pair(citizen, family=None):
+    """Return a new access and refresh token for `citizen`.
+
+    A login starts a new token family; a refresh passes the family on.
+    """
     config = current_app.config
     refresh_jti = uuid.uuid4().hex
+    family = family or uuid.uuid4().hex
     RefreshToken.create(
         jti=refresh_jti,
         citizen=citizen,
+        family=family,
         expires_at=utcnow() + timedelta(seconds=config["REFRESH_TOKEN_SECONDS"]),
     )
     subject = f"citizen:{citizen.id}"
     return {
         "access_token": _encode(
-            subject, "access", config["ACCESS_TOKEN_SECONDS"], uuid.uuid4().hex
+            subject,
+            "access",
+            config["ACCESS_TOKEN_SECONDS"],
+            uuid.uuid4().hex,
+            family,
         ),
         "refresh_token": _encode(
-            subject, "refresh", config["REFRESH_TOKEN_SECONDS"], refresh_jti
+            subject, "refresh", config["REFRESH_TOKEN_SECONDS"], refresh_jti, family
         ),
         "token_type": "Bearer",
         "expires_in": config["ACCESS_TOKEN_SECONDS"],
@@ -84,7 +94,22 @@ def decode(token, kind):
 def citizen_from_access_token(token):
     """Return the citizen an access token names."""
     claims = decode(token, "access")
-    return _citizen(claims["sub"])
+    citizen = _citizen(claims["sub"])
+    _check_family(claims)
+    return citizen
+
+
+def _check_family(claims):
+    revoked = (
+        RefreshToken.select()
+        .where(
+            (RefreshToken.family == str(claims["fam"]))
+            & RefreshToken.revoked_at.is_null(False)
+        )
+        .exists()
+    )
+    if revoked:
+        raise Unauthorized("token_revoked", "登录凭证已失效，请重新登录。")
 
 
 def _citizen(subject):
@@ -102,6 +127,7 @@ def refresh_pair(token):
     """Spend a refresh token and return a new pair."""
     claims = decode(token, "refresh")
     citizen = _citizen(claims["sub"])
+    _check_family(claims)
     with transaction():
         spent = (
             RefreshToken.update(used_at=utcnow())
@@ -112,7 +138,13 @@ def refresh_pair(token):
             )
             .execute()
         )
-        if spent != 1:
-            log.warning("refresh token reused or unknown citizen=%s", citizen.id)
-            raise Unauthorized("token_reused", "登录凭证已使用过，请重新登录。")
-        return issue_pair(citizen)
+        if spent == 1:
+            return issue_pair(citizen, family=claims["fam"])
+        # A refresh token used twice was copied; the whole family goes, so
+        # whoever used it first loses access too.
+        RefreshToken.update(revoked_at=utcnow()).where(
+            (RefreshToken.family == str(claims["fam"]))
+            & RefreshToken.revoked_at.is_null()
+        ).execute()
+    log.warning("refresh token reused; family revoked citizen=%s", citizen.id)
+    raise Unauthorized("token_reused", "登录凭证已使用过，请重新登录。")

@@ -11,7 +11,7 @@ import pytest
 
 from tests.hub.flows import assert_error, citizen_request
 
-CLAIMS = ("exp", "iat", "iss", "aud", "sub", "typ", "jti")
+CLAIMS = ("exp", "iat", "iss", "aud", "sub", "typ", "jti", "fam")
 
 
 @pytest.fixture
@@ -194,9 +194,23 @@ def test_refresh_token_used_twice(client, session):
 
     assert first.status_code == 200
     assert_error(second, 401, "token_reused")
+    # Either holder of the copied token may be the thief, so the whole
+    # family is revoked, including the pair the first use returned.
     renewed = first.json()
-    assert get_cases(client, renewed["access_token"]).status_code == 200
-    assert refresh(client, renewed["refresh_token"]).status_code == 200
+    assert_error(get_cases(client, renewed["access_token"]), 401, "token_revoked")
+    assert_error(refresh(client, renewed["refresh_token"]), 401, "token_revoked")
+    assert_error(get_cases(client, pair["access_token"]), 401, "token_revoked")
+
+
+def test_new_login_after_revocation(client, homes):
+    person = homes.person()
+    pair = client.login(person)
+    refresh(client, pair["refresh_token"])
+    refresh(client, pair["refresh_token"])
+
+    again = client.login(person)
+
+    assert get_cases(client, again["access_token"]).status_code == 200
 
 
 def test_refresh_token_unknown_jti(stack, client, homes):
