@@ -40,14 +40,14 @@ def serve(port, var_dir):
     click.echo(f"  OpenAPI document: {stack.hub_url}/api/v1/openapi.json")
     click.echo(f"  identity provider sandbox: {stack.peers.idp_url}")
     click.echo(f"  WeChat Pay sandbox: {stack.peers.wechatpay_url}")
+    click.echo(f"  Alipay sandbox: {stack.peers.alipay_url}")
     click.echo(f"  utility simulator: {stack.peers.utility_sim_url}")
     click.echo(f"  partner secrets: {Path(var_dir) / 'hub-partners.json'}")
-    click.echo("Demo businesses and their registration status; log in as the buyers:")
-    for business_no, status, buyer in buyers:
-        click.echo(
-            f"  {business_no}  {status:<9}  {buyer.name}  {buyer.id_type}  "
-            f"{buyer.id_number}"
-        )
+    click.echo("Demo businesses and their registration status; log in as an owner:")
+    for business_no, status, owners in buyers:
+        click.echo(f"  {business_no}  {status}")
+        for owner in owners:
+            click.echo(f"      {owner.name}  {owner.id_type}  {owner.id_number}")
     click.echo(f"To start over with fresh demo data, stop and delete {var_dir}.")
     click.echo("docs/manual-use.md walks through a case. Press Ctrl-C to stop.")
     _wait_for_signal()
@@ -76,7 +76,8 @@ def register_demo_businesses(stack):
             client.put_business(
                 scenario.business_no, scenarios.business_payload(scenario, status)
             )
-        buyers.append((scenario.business_no, status, scenario.buyer))
+        owners = [scenario.buyer, *scenario.co_owners]
+        buyers.append((scenario.business_no, status, owners))
     return buyers
 
 
@@ -110,11 +111,18 @@ def registry_put(business_no, body, hub, var_dir):
     import requests
 
     from partners.signing import sign_request
+    from services.registry import BUSINESS_NO_PATTERN
 
+    if not BUSINESS_NO_PATTERN.match(business_no):
+        raise click.BadParameter(
+            "must be 4 to 64 letters, digits or hyphens", param_hint="BUSINESS_NO"
+        )
     secrets_file = Path(var_dir) / "hub-partners.json"
     try:
         secret = json.loads(secrets_file.read_text())["registry"]["secret"]
-    except (OSError, ValueError, KeyError) as error:
+        if not isinstance(secret, str):
+            raise ValueError("registry.secret is not a string")
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise click.ClickException(
             f"Cannot read the registry secret from {secrets_file} ({error}); "
             "pass the --var-dir that `lianban serve` was started with."

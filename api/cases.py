@@ -187,11 +187,15 @@ class DelegationView(Schema):
     scope = fields.Function(lambda d: d.scope.split(","))
     expires_at = api_fields.LocalDateTime()
     created_at = api_fields.LocalDateTime()
+    warnings = fields.List(
+        fields.String(),
+        metadata={"description": "Accepted values that deserve a second look"},
+    )
 
 
 @blp.route("/cases/<int:case_id>/delegations", methods=["POST"])
 @citizen_required
-@citizen_operation(blp, 404, 422, *JSON_BODY_ERRORS)
+@citizen_operation(blp, 404, 409, 422, *JSON_BODY_ERRORS)
 @blp.arguments(DelegationSchema)
 @blp.response(201, DelegationView)
 def grant_delegation(data, case_id):

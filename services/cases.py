@@ -355,7 +355,8 @@ def accept_agreement(transfer, version):
     if version != agreement.version:
         raise Conflict(
             "agreement_outdated",
-            f"过户协议已更新为第 {agreement.version} 版，请阅读新版后再同意。",
+            f"过户协议当前为第 {agreement.version} 版，"
+            f"您提交的是第 {version} 版；请阅读当前版本后再同意。",
             errors={"json": {"version": [f"current version is {agreement.version}"]}},
         )
     with transaction():

@@ -6,7 +6,7 @@ from datetime import UTC, timedelta
 from domain.identifiers import InvalidIdentifier, normalise_credit_code
 from models import Delegation
 from models.base import utcnow
-from services.errors import Invalid
+from services.errors import Conflict, Invalid
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +18,8 @@ SCOPES = ("confirm", "agreement", "pay", "submit", "view")
 
 def grant(case, citizen, agency_name, agency_credit_code, scope, expires_at):
     """Record an agency's authority on `case`, granted by one of its owners."""
+    if case.status in ("closed", "withdrawn"):
+        raise Conflict("case_closed", "联办事项已办结或已撤回，无需再授权中介机构。")
     try:
         checked = normalise_credit_code(agency_credit_code)
     except InvalidIdentifier as error:
@@ -60,5 +62,6 @@ def grant(case, citizen, agency_name, agency_credit_code, scope, expires_at):
         log.warning(
             "delegation credit code warning case=%s rule=%s", case.id, warning.rule
         )
+    delegation.warnings = [w.message for w in checked.warnings]
     log.info("delegation granted case=%s delegation=%s", case.id, delegation.id)
     return delegation
