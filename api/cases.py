@@ -8,7 +8,7 @@ from api import fields as api_fields
 from api import views
 from api.openapi import JSON_BODY_ERRORS, citizen_operation
 from api.security import citizen_required
-from services import cases, delegations, payments
+from services import cases, delegations, payments, wallets
 
 blp = Blueprint("cases", __name__, description="A citizen's joint-handling cases")
 
@@ -34,6 +34,14 @@ class AcceptAgreementSchema(Schema):
 
 class EmptySchema(Schema):
     """No fields: a body may be left out, and any field sent is rejected."""
+
+
+class PaymentStartSchema(Schema):
+    provider = fields.String(
+        load_default="wechatpay",
+        validate=validate.OneOf(wallets.PROVIDERS),
+        metadata={"description": "The wallet the payer scans with"},
+    )
 
 
 @blp.route("/cases", methods=["GET"])
@@ -133,13 +141,14 @@ def get_arrears(case_id):
 )
 @citizen_required
 @citizen_operation(blp, 404, 409, 502, *JSON_BODY_ERRORS)
-@blp.arguments(EmptySchema, required=False)
+@blp.arguments(PaymentStartSchema, required=False)
 @blp.response(201, views.PaymentSchema)
 @blp.alt_response(200, schema=views.PaymentSchema, description="A payable order exists")
 def start_payment(data, case_id, transfer_id):
     """Start paying the account's arrears; returns the QR content"""
     transfer = cases.load_transfer(g.citizen, case_id, transfer_id)
-    payment, created = payments.start_payment(transfer)
+    provider = (data or {}).get("provider", "wechatpay")
+    payment, created = payments.start_payment(transfer, provider)
     return payment, 201 if created else 200
 
 

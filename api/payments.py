@@ -10,9 +10,9 @@ from api import views
 from api.errors import takes_raw_body
 from api.openapi import citizen_operation, public_operation
 from api.security import citizen_required
-from payments import qr, wechatpay
+from payments import alipay, qr, wechatpay
 from payments.errors import InvalidNotification, QRContentTooLong
-from services import payments, settlement
+from services import payments, settlement, wallets
 from services.errors import Conflict, Invalid
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def wechatpay_notification():
     WeChat Pay sends it again. It returns 204 for a verified notification,
     whatever its trade state.
     """
-    client = payments.wechatpay_client()
+    client = wallets.wechatpay_client()
     try:
         transaction = client.parse_notification(request.headers, request.get_data())
     except InvalidNotification as error:
@@ -181,3 +181,37 @@ def wechatpay_notification():
             transaction.success_time,
         )
     return Response(status=204)
+
+
+@takes_raw_body
+@blp.route("/payments/notify/alipay", methods=["POST"])
+@public_operation(blp, 413)
+@blp.doc(
+    requestBody={
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+            }
+        },
+        "description": "Alipay's payment notification, signed RSA2 over the sorted "
+        "fields without sign and sign_type.",
+    },
+    responses={"200": {"description": "`success` or `fail` as plain text"}},
+)
+def alipay_notification():
+    """Receive Alipay's payment notification (signed by Alipay)"""
+    try:
+        transaction = wallets.alipay_client().parse_notification(request.form.to_dict())
+    except InvalidNotification as error:
+        log.warning("alipay notification rejected reason=%s", error)
+        body, status, headers = alipay.notification_nack(status=400)
+        return Response(body, status=status, headers=headers)
+    if transaction.trade_state == "SUCCESS":
+        settlement.settle(
+            transaction.out_trade_no,
+            transaction.transaction_id,
+            transaction.amount_fen,
+            transaction.success_time,
+        )
+    body, status, headers = alipay.notification_ack()
+    return Response(body, status=status, headers=headers)

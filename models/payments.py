@@ -1,5 +1,7 @@
 """Payment orders for a transfer's arrears."""
 
+from datetime import UTC
+
 import peewee
 
 from models.base import BaseModel, utcnow
@@ -21,6 +23,11 @@ class Payment(BaseModel):
     paid_at = peewee.DateTimeField(null=True)
     reported_at = peewee.DateTimeField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
+
+    @property
+    def expires_at_aware(self):
+        return self.expires_at.replace(tzinfo=UTC)
+
     # Set when a notification or query disagreed with the order; staff look
     # at flagged payments.
     flag = peewee.TextField(null=True)

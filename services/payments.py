@@ -11,26 +11,11 @@ from models import Payment, Transfer
 from models.base import is_storable_id, utcnow
 from models.db import transaction
 from partners.http import PartnerError
-from payments import wechatpay
 from payments.errors import PaymentError
-from services import delivery, settlement
+from services import delivery, settlement, wallets
 from services.errors import Conflict, NotFound, PartnerUnavailable
 
 log = logging.getLogger(__name__)
-
-
-def wechatpay_client():
-    config = current_app.config
-    settings = wechatpay.WechatPayConfig.from_keys_dir(
-        config["WECHATPAY_KEYS_DIR"],
-        base_url=config["WECHATPAY_URL"],
-        notify_url=config["PUBLIC_URL"].rstrip("/")
-        + "/api/v1/payments/notify/wechatpay",
-    )
-    return wechatpay.WechatPayClient(
-        settings,
-        timeout=(config["PARTNER_CONNECT_TIMEOUT"], config["PARTNER_READ_TIMEOUT"]),
-    )
 
 
 def new_trade_no():
@@ -38,7 +23,7 @@ def new_trade_no():
     return f"LB{stamp}{secrets.token_hex(6).upper()}"
 
 
-def start_payment(transfer):
+def start_payment(transfer, provider="wechatpay"):
     """Return a payable order for the transfer's arrears, and whether it is new.
 
     A pending order for the same amount that has not expired is reused, so a
@@ -52,10 +37,13 @@ def start_payment(transfer):
     if arrears == 0:
         raise Conflict("nothing_to_pay", "该户号没有欠费，无需缴费。")
     for payment in _pending(transfer):
-        if payment.amount_fen == arrears and payment.expires_at > utcnow():
+        reusable = payment.amount_fen == arrears and payment.provider == provider
+        if reusable and payment.expires_at > utcnow():
             return payment, False
+        # A code for the other wallet, an old amount or an expired code is
+        # closed first, so that only one code can ever be paid.
         close_payment(payment)
-    return _create(transfer, arrears, read_at), True
+    return _create(transfer, arrears, read_at, provider), True
 
 
 def _live_arrears(transfer):
@@ -118,7 +106,7 @@ def _pending(transfer):
     )
 
 
-def _create(transfer, amount_fen, read_at):
+def _create(transfer, amount_fen, read_at, provider):
     ttl = current_app.config["PAYMENT_TTL_SECONDS"]
     expires_at = utcnow() + timedelta(seconds=ttl)
     description = f"{transfer.utility.service_org}欠费 户号{transfer.account_no}"
@@ -135,6 +123,7 @@ def _create(transfer, amount_fen, read_at):
                 )
             payment = Payment.create(
                 transfer=transfer,
+                provider=provider,
                 out_trade_no=new_trade_no(),
                 amount_fen=amount_fen,
                 description=description[:40],
@@ -148,12 +137,7 @@ def _create(transfer, amount_fen, read_at):
             "payment_in_flight", "缴费二维码正在生成，请稍后刷新。"
         ) from None
     try:
-        code_url = wechatpay_client().create_native_order(
-            payment.out_trade_no,
-            payment.description,
-            amount_fen,
-            expires_at.replace(tzinfo=UTC),
-        )
+        code_url = wallets.create_order(payment)
     except PaymentError as error:
         log.warning("payment order rejected transfer=%s error=%s", transfer.id, error)
         Payment.update(status="failed").where(Payment.id == payment.id).execute()
@@ -176,7 +160,7 @@ def _create(transfer, amount_fen, read_at):
 def close_payment(payment):
     """Close an order at the provider before it is replaced, then locally."""
     try:
-        wechatpay_client().close_order(payment.out_trade_no)
+        wallets.close_order(payment)
     except PaymentError as error:
         log.warning("payment close failed payment=%s error=%s", payment.id, error)
         # An order paid in the meantime must be settled, not replaced.
@@ -210,7 +194,7 @@ def refresh_payment(payment):
     if payment.status != "pending":
         return payment
     try:
-        order = wechatpay_client().query_order(payment.out_trade_no)
+        order = wallets.query_order(payment)
     except PaymentError as error:
         log.warning("payment query failed payment=%s error=%s", payment.id, error)
         return payment

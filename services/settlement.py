@@ -128,27 +128,23 @@ def _queue_refund(payment, reason):
 
 def send_refund(message):
     """Ask the provider to refund; the out_refund_no makes a resend harmless."""
-    from services.payments import wechatpay_client
+    from services import wallets
 
     refund = Refund.get_by_id(message.ref_id)
     payment = refund.payment
-    state = wechatpay_client().refund(
-        payment.out_trade_no,
-        refund.out_refund_no,
-        refund.amount_fen,
-        payment.amount_fen,
-        refund.reason,
+    outcome = wallets.refund(
+        payment, refund.out_refund_no, refund.amount_fen, refund.reason
     )
     with transaction():
         delivery.mark_done(message)
         Refund.update(
-            status="succeeded" if state.status == "SUCCESS" else "processing",
-            provider_refund_id=state.refund_id,
-            done_at=utcnow() if state.status == "SUCCESS" else None,
+            status="succeeded" if outcome.done else "processing",
+            provider_refund_id=outcome.provider_refund_id,
+            done_at=utcnow() if outcome.done else None,
         ).where(Refund.id == refund.id).execute()
     log.info(
-        "refund sent refund=%s payment=%s status=%s",
+        "refund sent refund=%s payment=%s done=%s",
         refund.id,
         payment.id,
-        state.status,
+        outcome.done,
     )

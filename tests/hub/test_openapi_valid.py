@@ -24,7 +24,6 @@ PARTNER_HEADERS = (
 )
 EMPTY_BODY_OPERATIONS = (
     "/cases/{case_id}/transfers/{transfer_id}/confirmation",
-    "/cases/{case_id}/transfers/{transfer_id}/payments",
     "/cases/{case_id}/submission",
 )
 # The notification returns WeChat Pay's own error body for a failed check.
@@ -134,6 +133,7 @@ def test_public_operations(spec):
         "POST /api/v1/auth/refresh",
         "GET /api/v1/agreements/{service_org}",
         "POST /api/v1/payments/notify/wechatpay",
+        "POST /api/v1/payments/notify/alipay",
     }
 
 
@@ -268,3 +268,14 @@ def test_secured_operations_reject_anonymous(spec, stack):
         elif requires(operation, "partnerSignature"):
             expected[label(path, method)] = (401, "signature_missing", True)
     assert answers == expected
+
+
+def test_payment_body_chooses_wallet(spec):
+    path = "/api/v1/cases/{case_id}/transfers/{transfer_id}/payments"
+    body = spec["paths"][path]["post"]["requestBody"]
+    schema_ref = body["content"]["application/json"]["schema"]["$ref"]
+    schema = spec["components"]["schemas"][schema_ref.rsplit("/", 1)[-1]]
+
+    assert body["required"] is False
+    assert schema["properties"]["provider"]["enum"] == ["wechatpay", "alipay"]
+    assert schema["properties"]["provider"]["default"] == "wechatpay"
