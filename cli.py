@@ -255,6 +255,41 @@ def agreement_publish(utility_code, body, title):
     click.echo(f"published {utility_code} agreement version {published.version}")
 
 
+@main.group()
+def payments():
+    """Payment operations for staff."""
+
+
+@payments.command("reconcile")
+@click.option(
+    "--date",
+    "bill_date",
+    required=True,
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="The day to reconcile, in China Standard Time (YYYY-MM-DD).",
+)
+def payments_reconcile(bill_date):
+    """List every difference between WeChat Pay's bill for a day and the hub."""
+    from app import create_app
+    from models.db import database
+    from payments.errors import PaymentError
+    from services import reconciliation
+
+    app = create_app()
+    if not app.config["WECHATPAY_URL"] or not app.config["WECHATPAY_KEYS_DIR"]:
+        raise click.ClickException(
+            "Set LIANBAN_WECHATPAY_URL and LIANBAN_WECHATPAY_KEYS_DIR to reach WeChat Pay."
+        )
+    with app.app_context(), database.connection_context():
+        try:
+            differences = reconciliation.reconcile_wechatpay(bill_date.date())
+        except PaymentError as error:
+            raise click.ClickException(f"Could not fetch the bill: {error}") from None
+    for difference in differences:
+        click.echo(f"{difference.kind}\t{difference.reference}\t{difference.detail}")
+    click.echo(f"{len(differences)} differences for {bill_date:%Y-%m-%d}")
+
+
 @main.command()
 def worker():
     """Send pushes and payment reports from the outbox until Ctrl-C."""
