@@ -278,7 +278,8 @@ def payments_reconcile(bill_date):
     app = create_app()
     if not app.config["WECHATPAY_URL"] or not app.config["WECHATPAY_KEYS_DIR"]:
         raise click.ClickException(
-            "Set LIANBAN_WECHATPAY_URL and LIANBAN_WECHATPAY_KEYS_DIR to reach WeChat Pay."
+            "Set LIANBAN_WECHATPAY_URL and LIANBAN_WECHATPAY_KEYS_DIR "
+            "to reach WeChat Pay."
         )
     with app.app_context(), database.connection_context():
         try:
