@@ -116,3 +116,29 @@ def test_poll_closes_expired_unpaid_order(client, homes, stack, app):
 
     assert Payment.get_by_id(payment["payment_id"]).status == "closed"
     assert _sandbox_order(stack, payment["out_trade_no"])["trade_state"] == "CLOSED"
+
+
+def test_provider_down_leaves_no_open_order(client, homes, stack, app):
+    home = homes.make(accounts=[("water", {"arrears_fen": 800})])
+    case_id = drive_to_submission(client, home)
+    transfer_id = client.call("GET", f"/cases/{case_id}/arrears")[0]["transfer_id"]
+    path = f"/cases/{case_id}/transfers/{transfer_id}/payments"
+    gateway = stack.app.config["WECHATPAY_URL"]
+    stack.app.config["WECHATPAY_URL"] = "http://127.0.0.1:9"
+    try:
+        response = client.session.post(
+            client.api + path,
+            json={},
+            headers={"Authorization": f"Bearer {client.token}"},
+            timeout=30,
+        )
+    finally:
+        stack.app.config["WECHATPAY_URL"] = gateway
+
+    assert response.status_code == 502
+    assert response.json()["code"] == "payment_provider_error"
+    orders = list(Payment.select().where(Payment.transfer == transfer_id))
+    assert [order.status for order in orders] == ["failed"]
+
+    retried = client.call("POST", path, {})
+    assert retried["status"] == "pending"
