@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from models import OutboxMessage, Payment, Refund
 from models.base import utcnow
 from models.db import transaction
+from payments.errors import PaymentError
 from services import delivery, timeline
 
 log = logging.getLogger(__name__)
@@ -148,3 +149,30 @@ def send_refund(message):
         payment.id,
         outcome.done,
     )
+
+
+def poll_refunds(limit=20):
+    """Ask WeChat Pay about refunds still processing; return how many finished."""
+    from services import wallets
+
+    processing = list(
+        Refund.select()
+        .join(Payment)
+        .where((Refund.status == "processing") & (Payment.provider == "wechatpay"))
+        .order_by(Refund.id)
+        .limit(limit)
+    )
+    finished = 0
+    for refund in processing:
+        try:
+            done = wallets.refund_done(refund.payment, refund.out_refund_no)
+        except PaymentError as error:
+            log.warning("refund query failed refund=%s error=%s", refund.id, error)
+            continue
+        if done is None:
+            continue
+        Refund.update(status="succeeded" if done else "failed", done_at=utcnow()).where(
+            (Refund.id == refund.id) & (Refund.status == "processing")
+        ).execute()
+        finished += 1
+    return finished

@@ -115,3 +115,23 @@ def refund(payment, out_refund_no, amount_fen, reason):
     return RefundOutcome(
         provider_refund_id=state.refund_id, done=state.status == "SUCCESS"
     )
+
+
+def refund_done(payment, out_refund_no):
+    """Say whether the provider finished the refund; None while it is processing.
+
+    Alipay finishes a refund within the refund call, so only WeChat Pay refunds
+    are ever asked about.
+    """
+    state = wechatpay_client().query_refund(out_refund_no)
+    if state.status == "SUCCESS":
+        return True
+    if state.status in ("CLOSED", "ABNORMAL"):
+        log.error(
+            "refund ended badly payment=%s out_refund_no=%s status=%s",
+            payment.id,
+            out_refund_no,
+            state.status,
+        )
+        return False
+    return None

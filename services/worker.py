@@ -4,7 +4,7 @@ import logging
 import threading
 
 from models.db import database
-from services import delivery, payments
+from services import delivery, payments, settlement
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ class OutboxWorker(threading.Thread):
                 database.connect(reuse_if_open=True)
                 delivery.deliver_due()
                 payments.poll_pending()
+                settlement.poll_refunds()
                 delivery.forget_old_message_ids()
             except Exception:
                 log.exception("outbox pass failed; retrying next pass")
