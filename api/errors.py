@@ -103,6 +103,9 @@ def reject_non_json_body():
     """Reject a request body that is not JSON before any view parses it."""
     if request.method not in ("POST", "PUT", "PATCH"):
         return None
+    if request.endpoint is None:
+        # No route matched; the 404 says more than a 415 would.
+        return None
     view = current_app.view_functions.get(request.endpoint)
     if getattr(view, "takes_raw_body", False):
         return None

@@ -32,7 +32,7 @@ class FeedbackSchema(Schema):
     note = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(max=500)
     )
-    reported_at = fields.DateTime(load_default=None, allow_none=True)
+    reported_at = fields.AwareDateTime(load_default=None, allow_none=True)
 
 
 class FeedbackAnswerSchema(Schema):

@@ -460,3 +460,23 @@ def test_blank_return_reason_rejected(client, homes, stack):
     )
 
     assert_error(response, 422, "return_reason_missing")
+
+
+def test_feedback_time_needs_offset(client, homes, stack):
+    pushed = _pushed_transfer(client, homes, stack)
+
+    response = signed_call(
+        stack,
+        "tv",
+        "POST",
+        "/partner/feedback",
+        {
+            "transfer_id": pushed["transfer_id"],
+            "account_no": pushed["account_no"],
+            "status": "办理中",
+            "reported_at": "2026-12-05T01:06:00",
+        },
+    )
+
+    body = assert_error(response, 422, "validation_failed")
+    assert body["errors"]["json"]["reported_at"]

@@ -141,3 +141,11 @@ def test_oversized_chunked_body_is_413(client, logged_in):
     )
 
     assert_error(response, 413, "payload_too_large")
+
+
+def test_unknown_path_with_form_is_404(client):
+    response = client.session.post(
+        client.api + "/nonexistent", data={"x": "1"}, timeout=10
+    )
+
+    assert_error(response, 404, "not_found")
