@@ -73,6 +73,13 @@ def handle_service_error(error):
 
 
 def handle_http_error(error):
+    view = (
+        current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    )
+    partner_error = getattr(view, "partner_error", None)
+    if partner_error is not None:
+        # A provider's notification is answered in the provider's own format.
+        return partner_error(error.code, error.description)
     code, message = HTTP_MESSAGES.get(error.code, ("http_error", error.description))
     errors = None
     data = getattr(error, "data", None)
@@ -93,10 +100,19 @@ def handle_too_deep(error):
     )
 
 
-def takes_raw_body(view):
-    """Mark a view that reads its body itself, in a partner's own format."""
-    view.takes_raw_body = True
-    return view
+def takes_raw_body(partner_error):
+    """Mark a view that reads its body itself, in a partner's own format.
+
+    `partner_error(status, description)` builds the view's error responses,
+    for failures that happen before the view runs, such as a body too large.
+    """
+
+    def mark(view):
+        view.takes_raw_body = True
+        view.partner_error = partner_error
+        return view
+
+    return mark
 
 
 def reject_non_json_body():

@@ -144,7 +144,17 @@ def get_qr_svg(payment_id):
     )
 
 
-@takes_raw_body
+def wechatpay_error(status, description):
+    body, status = wechatpay.notification_nack(description or "rejected", status=status)
+    return jsonify(body), status
+
+
+def alipay_error(status, description):
+    body, status, headers = alipay.notification_nack(status=status)
+    return Response(body, status=status, headers=headers)
+
+
+@takes_raw_body(wechatpay_error)
 @blp.route("/payments/notify/wechatpay", methods=["POST"])
 @public_operation(blp, 413, 415)
 @blp.doc(parameters=NOTIFICATION_HEADERS, requestBody=NOTIFICATION_BODY)
@@ -183,7 +193,7 @@ def wechatpay_notification():
     return Response(status=204)
 
 
-@takes_raw_body
+@takes_raw_body(alipay_error)
 @blp.route("/payments/notify/alipay", methods=["POST"])
 @public_operation(blp, 413)
 @blp.doc(

@@ -149,3 +149,25 @@ def test_unknown_path_with_form_is_404(client):
     )
 
     assert_error(response, 404, "not_found")
+
+
+def test_oversized_notifications_answer_in_provider_format(stack):
+    import requests
+
+    padding = b"x" * (2 * 1024 * 1024)
+    wechat = requests.post(
+        stack.hub_url + "/api/v1/payments/notify/wechatpay",
+        data=padding,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    alipay = requests.post(
+        stack.hub_url + "/api/v1/payments/notify/alipay",
+        data={"x": padding},
+        timeout=30,
+    )
+
+    assert wechat.status_code == 413
+    assert wechat.json()["code"] == "FAIL"
+    assert alipay.status_code == 413
+    assert alipay.text == "fail"
