@@ -1,4 +1,4 @@
-"""The `lianban` command: serve, demo, database and worker."""
+"""The `lianban` command: serve, demo, worker, and operators' tools."""
 
 import logging
 import signal

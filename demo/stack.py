@@ -84,8 +84,8 @@ def start_stack(
                 "IDP_SECRET": peers.keys.idp_secret,
                 "WECHATPAY_URL": peers.wechatpay_url,
                 "WECHATPAY_KEYS_DIR": str(peers.keys.directory),
-            "ALIPAY_URL": peers.alipay_url,
-            "ALIPAY_KEYS_DIR": str(peers.keys.directory),
+                "ALIPAY_URL": peers.alipay_url,
+                "ALIPAY_KEYS_DIR": str(peers.keys.directory),
                 "PARTNER_SECRETS_FILE": str(secrets_path),
                 **(config or {}),
             }

@@ -8,7 +8,7 @@ from models.registry import Unit
 
 
 class Utility(BaseModel):
-    """A service organisation that holds accounts (water, power, gas, heat, TV)."""
+    """A service organisation with customer accounts (water, power, gas, heat, TV)."""
 
     code = peewee.CharField(max_length=32, unique=True)
     service_org = peewee.CharField(max_length=100, unique=True)

@@ -158,6 +158,7 @@ def add_account(case, service_org, account_no):
         & (Transfer.account_no == account_no)
     ):
         raise Conflict("account_already_added", "该户号已在本联办事项中。")
+
     unit = case.business.unit
     known = AccountLink.get_or_none(
         (AccountLink.utility == utility) & (AccountLink.account_no == account_no)
@@ -167,6 +168,7 @@ def add_account(case, service_org, account_no):
             "account_linked_elsewhere",
             "该户号已关联到其他房屋，不能加入本事项；如户号有误请联系服务机构核对。",
         )
+
     account = _fetch_account(utility, account_no)
     if account.status == "closed":
         raise Conflict(
@@ -175,6 +177,7 @@ def add_account(case, service_org, account_no):
     linked_here = known is not None and known.unit_id == unit.id
     if not linked_here:
         _check_unlinked(case, utility, account)
+
     try:
         transfer = _link_and_add(case, utility, account_no, account)
     except peewee.IntegrityError:

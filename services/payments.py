@@ -1,4 +1,4 @@
-"""Paying a transfer's arrears with WeChat Pay Native (scan to pay)."""
+"""Paying a transfer's arrears by QR code, with WeChat Pay or Alipay."""
 
 import logging
 import secrets
