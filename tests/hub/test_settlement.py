@@ -123,3 +123,96 @@ def test_late_payment_refund_is_sent(client, homes, stack, app):
         timeout=10,
     ).json()
     assert order["trade_state"] in ("REFUND", "SUCCESS")
+
+
+def test_paid_pending_while_utility_unreachable(client, homes, stack, app):
+    from models import Transfer, Utility
+
+    transfer_id, payment = _order(client, homes, arrears_fen=4400)
+    water = Utility.get(Utility.code == "water")
+    working_url = water.base_url
+    Utility.update(base_url="http://127.0.0.1:9/water").where(
+        Utility.id == water.id
+    ).execute()
+    try:
+        client.pay_in_sandbox(payment["code_url"])
+        client.wait_for_payment(payment["payment_id"])
+        case_id = Transfer.get_by_id(transfer_id).case_id
+        [answer] = client.call("GET", f"/cases/{case_id}/arrears")
+        assert answer["state"] == "paid_pending"
+        assert answer["arrears_fen"] == 4400
+        report = OutboxMessage.get(
+            (OutboxMessage.kind == "report_payment")
+            & (OutboxMessage.ref_id == payment["payment_id"])
+        )
+        assert report.state == "pending"
+    finally:
+        Utility.update(base_url=working_url).where(Utility.id == water.id).execute()
+
+    OutboxMessage.update(next_attempt_at=utcnow()).where(
+        OutboxMessage.id == report.id
+    ).execute()
+    import time
+
+    deadline = time.monotonic() + 10
+    while OutboxMessage.get_by_id(report.id).state != "done":
+        assert time.monotonic() < deadline, "the payment report was never retried"
+        time.sleep(0.2)
+    [answer] = client.call("GET", f"/cases/{case_id}/arrears")
+    assert answer["state"] == "clear"
+
+
+def test_merchant_signed_notification_refused(client, homes, stack, app):
+    _, payment = _order(client, homes)
+    headers, body = wechat_notification(
+        stack.peers.keys,
+        payment["out_trade_no"],
+        payment["amount_fen"],
+        signing_key_path=stack.peers.keys.merchant_private_key_path,
+    )
+
+    response = _post(stack, headers, body)
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "FAIL"
+    assert Payment.get_by_id(payment["payment_id"]).status == "pending"
+
+
+def test_unknown_serial_notification_refused(client, homes, stack, app):
+    _, payment = _order(client, homes)
+    headers, body = wechat_notification(
+        stack.peers.keys, payment["out_trade_no"], payment["amount_fen"]
+    )
+    headers["Wechatpay-Serial"] = "0" * 40
+
+    response = _post(stack, headers, body)
+
+    assert response.status_code == 401
+    assert Payment.get_by_id(payment["payment_id"]).status == "pending"
+
+
+def test_both_wallets_paid_second_refunded(client, homes, stack, app):
+    transfer_id, wechat = _order(client, homes, arrears_fen=2100)
+    path = f"/cases/{_case_of(transfer_id)}/transfers/{transfer_id}/payments"
+    alipay = client.call("POST", path, {"provider": "alipay"})
+    requests.post(
+        stack.peers.alipay_url + "/_sandbox/pay",
+        json={"qr_code": alipay["code_url"]},
+        timeout=10,
+    ).raise_for_status()
+    client.wait_for_payment(alipay["payment_id"])
+    # The WeChat code was paid just before it was closed; its notice comes late.
+    headers, body = wechat_notification(
+        stack.peers.keys, wechat["out_trade_no"], wechat["amount_fen"]
+    )
+
+    assert _post(stack, headers, body).status_code == 204
+
+    assert Payment.get_by_id(alipay["payment_id"]).status == "paid"
+    assert Payment.get_by_id(wechat["payment_id"]).status == "paid_late"
+    assert Refund.get(Refund.payment == wechat["payment_id"]).amount_fen == 2100
+    credits = TransferEvent.select().where(
+        (TransferEvent.transfer == transfer_id)
+        & (TransferEvent.status == "arrears_paid")
+    )
+    assert credits.count() == 1
