@@ -268,27 +268,43 @@ def payments():
     type=click.DateTime(["%Y-%m-%d"]),
     help="The day to reconcile, in China Standard Time (YYYY-MM-DD).",
 )
-def payments_reconcile(bill_date):
-    """List every difference between WeChat Pay's bill for a day and the hub."""
+@click.option(
+    "--provider",
+    type=click.Choice(["wechatpay", "alipay"]),
+    multiple=True,
+    help="Reconcile only this wallet; repeat for both (the default).",
+)
+def payments_reconcile(bill_date, provider):
+    """List every difference between the wallets' bills for a day and the hub."""
     from app import create_app
     from models.db import database
     from payments.errors import PaymentError
     from services import reconciliation
 
     app = create_app()
-    if not app.config["WECHATPAY_URL"] or not app.config["WECHATPAY_KEYS_DIR"]:
-        raise click.ClickException(
-            "Set LIANBAN_WECHATPAY_URL and LIANBAN_WECHATPAY_KEYS_DIR "
-            "to reach WeChat Pay."
-        )
-    with app.app_context(), database.connection_context():
-        try:
-            differences = reconciliation.reconcile_wechatpay(bill_date.date())
-        except PaymentError as error:
-            raise click.ClickException(f"Could not fetch the bill: {error}") from None
-    for difference in differences:
-        click.echo(f"{difference.kind}\t{difference.reference}\t{difference.detail}")
-    click.echo(f"{len(differences)} differences for {bill_date:%Y-%m-%d}")
+    needed = {
+        "wechatpay": ("WECHATPAY_URL", "WECHATPAY_KEYS_DIR"),
+        "alipay": ("ALIPAY_URL", "ALIPAY_KEYS_DIR"),
+    }
+    total = 0
+    for name in provider or ("wechatpay", "alipay"):
+        missing = [f"LIANBAN_{key}" for key in needed[name] if not app.config[key]]
+        if missing:
+            raise click.ClickException(f"Set {' and '.join(missing)} to reach {name}.")
+        with app.app_context(), database.connection_context():
+            try:
+                differences = reconciliation.reconcile(name, bill_date.date())
+            except PaymentError as error:
+                raise click.ClickException(
+                    f"Could not fetch the {name} bill: {error}"
+                ) from None
+        for difference in differences:
+            click.echo(
+                f"{name}\t{difference.kind}\t{difference.reference}\t"
+                f"{difference.detail}"
+            )
+        total += len(differences)
+    click.echo(f"{total} differences for {bill_date:%Y-%m-%d}")
 
 
 @main.command()

@@ -1,4 +1,4 @@
-"""Daily reconciliation: the provider's trade bill against the hub's payments.
+"""Daily reconciliation: each provider's trade bill against the hub's payments.
 
 Every payment and refund of the day must appear on both sides with the same
 amount. Each mismatch is listed for staff; nothing is changed automatically.
@@ -34,14 +34,14 @@ def _utc_bounds(bill_date):
     )
 
 
-def reconcile_wechatpay(bill_date):
-    """Return every difference between WeChat Pay's bill for a day and the hub."""
-    rows = wallets.wechatpay_client().download_trade_bill(bill_date)
+def reconcile(provider, bill_date):
+    """Return every difference between a provider's bill for a day and the hub."""
+    rows = wallets.download_bill(provider, bill_date)
     start, end = _utc_bounds(bill_date)
     differences = _compare_payments(
         [row for row in rows if row.trade_state == "SUCCESS"],
         Payment.select().where(
-            (Payment.provider == "wechatpay")
+            (Payment.provider == provider)
             & Payment.status.in_(PAID_STATES)
             & (Payment.paid_at >= start)
             & (Payment.paid_at < end)
@@ -52,14 +52,15 @@ def reconcile_wechatpay(bill_date):
         Refund.select()
         .join(Payment)
         .where(
-            (Payment.provider == "wechatpay")
+            (Payment.provider == provider)
             & (Refund.status == "succeeded")
             & (Refund.done_at >= start)
             & (Refund.done_at < end)
         ),
     )
     log.info(
-        "reconciliation done provider=wechatpay date=%s bill_rows=%d differences=%d",
+        "reconciliation done provider=%s date=%s bill_rows=%d differences=%d",
+        provider,
         bill_date,
         len(rows),
         len(differences),

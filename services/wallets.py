@@ -135,3 +135,10 @@ def refund_done(payment, out_refund_no):
         )
         return False
     return None
+
+
+def download_bill(provider, bill_date):
+    """Return the provider's payment and refund lines for one day."""
+    if provider == "alipay":
+        return alipay_client().download_bill(bill_date)
+    return wechatpay_client().download_trade_bill(bill_date)

@@ -34,7 +34,7 @@ def test_reconcile_lists_only_differences(client, homes, stack, app):
     Payment.update(amount_fen=3600).where(Payment.id == changed["payment_id"]).execute()
     today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
 
-    differences = reconciliation.reconcile_wechatpay(today)
+    differences = reconciliation.reconcile("wechatpay", today)
 
     by_reference = {d.reference: d for d in differences}
     assert booked["out_trade_no"] not in by_reference
