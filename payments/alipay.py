@@ -1,10 +1,11 @@
 """Client of the Alipay open platform gateway for face-to-face (当面付) QR payments.
 
 The client calls alipay.trade.precreate, query, close and refund through the
-gateway (`gateway.do`), signs each request with the app's RSA key
-(SHA256withRSA, sign_type RSA2) and verifies Alipay's signature on every
-response and payment notification. docs/partners.md describes the protocol,
-and docs/payments.md explains why the project does not use python-alipay-sdk.
+gateway (`gateway.do`) and downloads the daily trade bill. It signs each
+request with the app's RSA key (SHA256withRSA, sign_type RSA2) and verifies
+Alipay's signature on every response and payment notification.
+docs/partners.md describes the protocol, and docs/payments.md explains why
+the project does not use python-alipay-sdk.
 
 Amounts are integer fen inside the project and yuan strings with two decimals
 on the wire, converted exactly by `fen_to_yuan` and `yuan_to_fen`. Times on
@@ -13,13 +14,17 @@ the wire are "YYYY-MM-DD HH:MM:SS" in China Standard Time (UTC+08:00).
 
 import base64
 import binascii
+import csv
+import io
 import json
 import logging
 import re
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from cryptography.exceptions import InvalidSignature
@@ -30,7 +35,9 @@ from payments.errors import InvalidNotification, PaymentError
 from payments.wechatpay import (
     TRADE_STATE_CLOSED,
     TRADE_STATE_NOTPAY,
+    TRADE_STATE_REFUND,
     TRADE_STATE_SUCCESS,
+    BillRow,
 )
 
 log = logging.getLogger(__name__)
@@ -83,6 +90,20 @@ RETRYABLE_SUB_CODES = frozenset(
     {"ACQ.SYSTEM_ERROR", "aop.ACQ.SYSTEM_ERROR", "isp.unknow-error"}
 )
 TRADE_NOT_EXIST_SUB_CODE = "ACQ.TRADE_NOT_EXIST"
+
+BILL_METHOD = "alipay.data.dataservice.bill.downloadurl.query"
+# NOTE: not checked against Alipay's own reference. Several published
+# clients treat the sub_code isp.bill_not_exist as "no bill for that day".
+BILL_NOT_EXIST_SUB_CODE = "isp.bill_not_exist"
+# Hosts that may serve a bill_download_url besides the configured gateway.
+# Production URLs seen in published clients are on dwbillcenter.alipay.com,
+# over http as well as https.
+BILL_DOWNLOAD_HOSTS = frozenset({"dwbillcenter.alipay.com"})
+# Limits on the ZIP file and on the detail CSV inside it, so a corrupt or
+# hostile file cannot exhaust memory. Both are estimates for one city's
+# daily bill, not Alipay limits.
+BILL_MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+BILL_MAX_CSV_BYTES = 256 * 1024 * 1024
 
 
 class AlipayError(PaymentError):
@@ -485,7 +506,8 @@ def top_level_members(text: str) -> dict[str, tuple[int, int]]:
 
 
 class AlipayClient:
-    """Precreates, queries, closes and refunds face-to-face trades.
+    """Precreates, queries, closes and refunds face-to-face trades, and
+    downloads the daily trade bill.
 
     Every method raises ValueError for invalid input before any request,
     AlipayError for a gateway code other than 10000, AlipayUnavailable when
@@ -620,6 +642,46 @@ class AlipayClient:
         )
         return result
 
+    def download_bill(self, bill_date: date) -> list[BillRow]:
+        """Download and parse the trade bill of all payments and refunds on `bill_date`.
+
+        The bill covers one calendar day in China Standard Time. The
+        bill_download_url comes in a signed response, and the client fetches it
+        only from the configured gateway's scheme, host and port or from a
+        BILL_DOWNLOAD_HOSTS host, without following redirects. Returns an empty
+        list when Alipay responds with sub_code isp.bill_not_exist, which it
+        does for a day without trades and also for a bill not generated yet.
+        A URL on another host, or a file whose rows or totals do not check out,
+        raises AlipayInvalidResponse.
+        """
+        if not isinstance(bill_date, date) or isinstance(bill_date, datetime):
+            raise ValueError(f"bill_date must be a datetime.date, got {bill_date!r}")
+        day = bill_date.isoformat()
+        reference = f"bill_date={day}"
+        biz_content = {"bill_type": "trade", "bill_date": day}
+        try:
+            data = self._call(BILL_METHOD, biz_content, reference)
+        except AlipayError as error:
+            if error.sub_code == BILL_NOT_EXIST_SUB_CODE:
+                log.info("alipay trade bill empty bill_date=%s", day)
+                return []
+            raise
+        download_url = data.get("bill_download_url")
+        if not isinstance(download_url, str) or not download_url:
+            raise self._invalid_response(
+                "bill query", reference, "no bill_download_url"
+            )
+
+        content = self._download_bill_file(download_url, reference)
+        try:
+            rows = parse_trade_bill_zip(content)
+        except ValueError as error:
+            raise self._invalid_response(
+                "bill download", reference, str(error)
+            ) from None
+        log.info("alipay trade bill downloaded bill_date=%s rows=%s", day, len(rows))
+        return rows
+
     def parse_notification(self, form: Mapping[str, str]) -> Transaction:
         """Verify and parse a payment notification, as parse_notification does."""
         return parse_notification(self.config, form)
@@ -696,6 +758,75 @@ class AlipayClient:
         if data.get("code") != SUCCESS_CODE:
             raise self._api_error(data, operation, out_trade_no, signed)
         return data
+
+    def _download_bill_file(self, url, reference):
+        """GET a bill_download_url and return the body, at most BILL_MAX_DOWNLOAD_BYTES.
+
+        The file itself is unsigned, so the URL must point at the gateway's own
+        origin or at a BILL_DOWNLOAD_HOSTS host.
+        """
+        operation = "bill download"
+        parts = urlsplit(url)
+        gateway = urlsplit(self.config.gateway_url)
+        same_origin = (parts.scheme, parts.netloc) == (gateway.scheme, gateway.netloc)
+        alipay_host = (
+            parts.scheme in ("http", "https") and parts.hostname in BILL_DOWNLOAD_HOSTS
+        )
+        if not (same_origin or alipay_host):
+            raise self._invalid_response(
+                operation,
+                reference,
+                f"bill_download_url host {parts.netloc!r} is neither the gateway "
+                f"host {gateway.netloc!r} nor one of {sorted(BILL_DOWNLOAD_HOSTS)}",
+            )
+        try:
+            with self.session.get(
+                url,
+                headers={"User-Agent": USER_AGENT},
+                timeout=self.timeout,
+                allow_redirects=False,
+                stream=True,
+            ) as response:
+                if response.status_code >= 500:
+                    log.warning(
+                        "alipay unavailable operation=%s %s status=%s",
+                        operation,
+                        reference,
+                        response.status_code,
+                    )
+                    raise AlipayUnavailable(
+                        f"Alipay {operation} for {reference} returned HTTP "
+                        f"{response.status_code}"
+                    )
+                if response.status_code != 200:
+                    raise self._invalid_response(
+                        operation, reference, f"HTTP status {response.status_code}"
+                    )
+                content = bytearray()
+                for chunk in response.iter_content(chunk_size=64 * 1024):
+                    content.extend(chunk)
+                    if len(content) > BILL_MAX_DOWNLOAD_BYTES:
+                        raise self._invalid_response(
+                            operation,
+                            reference,
+                            f"file is larger than {BILL_MAX_DOWNLOAD_BYTES} bytes",
+                        )
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        ) as error:
+            log.warning(
+                "alipay unavailable operation=%s %s error=%s",
+                operation,
+                reference,
+                type(error).__name__,
+            )
+            raise AlipayUnavailable(
+                f"Alipay {operation} for {reference} got no response: "
+                f"{type(error).__name__}"
+            ) from error
+        return bytes(content)
 
     def _verified_response_object(self, body, method, operation, out_trade_no):
         """Return the `*_response` object and whether it was signed.
@@ -849,6 +980,233 @@ def _read_refund(data, out_trade_no, out_request_no, amount_fen):
         fund_change=fund_change == "Y",
         refunded_at=_read_optional_time(data, "gmt_refund_pay"),
     )
+
+
+# Trade bill. The ZIP holds the detail CSV (业务明细) and a summary CSV
+# (业务明细(汇总)), both GBK. The detail CSV has "#" comment lines before the
+# header and after the rows, and the footer states the count and the 商家实收
+# total of payment and refund lines. Alipay appends a tab to many values,
+# such as ids, so that spreadsheets keep them as text.
+
+BILL_DETAIL_SUFFIX = "业务明细.csv"
+BILL_TIME_FORMAT = TIME_FORMAT
+BILL_AMOUNT_PATTERN = re.compile(r"(-?)([0-9]+(?:\.[0-9]{1,2})?)")
+# Column names of the trade bill's detail CSV, as published clients and
+# Alipay's sample header spell them, with full-width brackets.
+BILL_COLUMNS = {
+    "transaction_id": "支付宝交易号",
+    "out_trade_no": "商户订单号",
+    "business_type": "业务类型",
+    "finished_at": "完成时间",
+    "order_amount": "订单金额（元）",
+    "received_amount": "商家实收（元）",
+    "out_request_no": "退款批次号/请求号",
+}
+BILL_PAYMENT_TYPE = "交易"
+BILL_REFUND_TYPE = "退款"
+# NOTE: the footer wording is taken from sample bills in published clients,
+# not from an Alipay specification. A footer line that does not match is
+# ignored, so only a matching line with other numbers fails the bill.
+BILL_FOOTER_PATTERNS = {
+    BILL_PAYMENT_TYPE: re.compile(r"#交易合计：(\d+)笔，商家实收共(-?[0-9.]+)元"),
+    BILL_REFUND_TYPE: re.compile(r"#退款合计：(\d+)笔，商家实收退款共(-?[0-9.]+)元"),
+}
+
+
+def parse_trade_bill_zip(content: bytes) -> list[BillRow]:
+    """Parse the ZIP of a trade bill into BillRows.
+
+    Raises ValueError when the ZIP has no detail CSV, or for anything that
+    parse_trade_bill_csv rejects.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(content))
+    except zipfile.BadZipFile:
+        raise ValueError("bill file is not a ZIP archive") from None
+    with archive:
+        names = {_zip_member_name(info): info for info in archive.infolist()}
+        detail = [name for name in names if name.endswith(BILL_DETAIL_SUFFIX)]
+        if len(detail) != 1:
+            raise ValueError(
+                f"bill ZIP has {len(detail)} files named *{BILL_DETAIL_SUFFIX}, "
+                f"expected 1; members are {sorted(names)}"
+            )
+        info = names[detail[0]]
+        if info.file_size > BILL_MAX_CSV_BYTES:
+            raise ValueError(
+                f"bill CSV {detail[0]} is {info.file_size} bytes, more than "
+                f"{BILL_MAX_CSV_BYTES}"
+            )
+        try:
+            data = archive.read(info)
+        except (zipfile.BadZipFile, OSError) as error:
+            raise ValueError(f"bill CSV {detail[0]} cannot be read: {error}") from None
+    try:
+        text = data.decode("gbk")
+    except UnicodeDecodeError:
+        raise ValueError(f"bill CSV {detail[0]} is not GBK text") from None
+    return parse_trade_bill_csv(text)
+
+
+def _zip_member_name(info):
+    # A name without the ZIP UTF-8 flag (bit 11) is decoded as cp437 by
+    # zipfile, and Alipay's names are GBK, so undo that decoding.
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("gbk")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return info.filename
+
+
+def parse_trade_bill_csv(text: str) -> list[BillRow]:
+    """Parse the detail CSV (业务明细) of a trade bill into BillRows.
+
+    A 交易 line becomes a SUCCESS row with `amount_fen` from 订单金额（元）.
+    A 退款 line becomes a REFUND row with `amount_fen` 0, `refund_fen` from
+    the negative 订单金额（元） and `out_refund_no` from 退款批次号/请求号.
+    Columns are found by name. Raises ValueError naming the line for a
+    malformed line, an unknown 业务类型, or footer totals that disagree with
+    the lines.
+    """
+    lines = text.splitlines()
+    data_lines = [
+        (number, line)
+        for number, line in enumerate(lines, start=1)
+        if line.strip() and not line.startswith("#")
+    ]
+    if not data_lines:
+        raise ValueError("bill CSV has no header line")
+    header_number, header_line = data_lines[0]
+    header = [name.strip() for name in next(csv.reader([header_line]))]
+    missing = [name for name in BILL_COLUMNS.values() if name not in header]
+    if missing:
+        raise ValueError(
+            f"bill header on line {header_number} lacks the columns "
+            f"{', '.join(missing)}"
+        )
+    columns = {key: header.index(name) for key, name in BILL_COLUMNS.items()}
+
+    rows = []
+    received = {BILL_PAYMENT_TYPE: [], BILL_REFUND_TYPE: []}
+    for number, line in data_lines[1:]:
+        values = [value.strip() for value in next(csv.reader([line]))]
+        if len(values) != len(header):
+            raise ValueError(
+                f"bill line {number} has {len(values)} values, expected {len(header)}"
+            )
+        row, business_type, received_fen = _read_bill_row(values, columns, number)
+        rows.append(row)
+        received[business_type].append(received_fen)
+
+    footer = [line for line in lines if line.startswith("#")]
+    _check_bill_footer(footer, received)
+    return rows
+
+
+def _bill_amount_fen(text, name, where):
+    """Return signed fen for a bill amount such as "-30.00", exactly."""
+    match = BILL_AMOUNT_PATTERN.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"bill {where} has {name} {text!r}, not a yuan amount with at most "
+            "two decimals"
+        )
+    sign, digits = match.groups()
+    fen = yuan_to_fen(digits)
+    return -fen if sign else fen
+
+
+def _read_bill_row(values, columns, line_number):
+    """Return (BillRow, 业务类型, signed 商家实收 fen) for one detail line."""
+
+    def value(key):
+        return values[columns[key]]
+
+    for key in ("transaction_id", "out_trade_no", "business_type"):
+        if not value(key):
+            raise ValueError(
+                f"bill line {line_number} has an empty {BILL_COLUMNS[key]}"
+            )
+    try:
+        finished_at = datetime.strptime(value("finished_at"), BILL_TIME_FORMAT)
+    except ValueError:
+        raise ValueError(
+            f"bill line {line_number} has 完成时间 {value('finished_at')!r}, "
+            "not YYYY-MM-DD HH:MM:SS"
+        ) from None
+    order_fen = _bill_amount_fen(
+        value("order_amount"), BILL_COLUMNS["order_amount"], f"line {line_number}"
+    )
+    received_fen = _bill_amount_fen(
+        value("received_amount"),
+        BILL_COLUMNS["received_amount"],
+        f"line {line_number}",
+    )
+    business_type = value("business_type")
+    common = {
+        "out_trade_no": value("out_trade_no"),
+        "transaction_id": value("transaction_id"),
+        "trade_time": finished_at.replace(tzinfo=CHINA_STANDARD_TIME),
+    }
+    if business_type == BILL_PAYMENT_TYPE:
+        if order_fen < 0:
+            raise ValueError(
+                f"bill line {line_number} is a payment with a negative "
+                f"{BILL_COLUMNS['order_amount']} {value('order_amount')!r}"
+            )
+        row = BillRow(
+            trade_state=TRADE_STATE_SUCCESS,
+            amount_fen=order_fen,
+            refund_fen=0,
+            out_refund_no=None,
+            **common,
+        )
+    elif business_type == BILL_REFUND_TYPE:
+        if order_fen >= 0:
+            raise ValueError(
+                f"bill line {line_number} is a refund, but "
+                f"{BILL_COLUMNS['order_amount']} {value('order_amount')!r} is not "
+                "negative"
+            )
+        row = BillRow(
+            trade_state=TRADE_STATE_REFUND,
+            amount_fen=0,
+            refund_fen=-order_fen,
+            out_refund_no=value("out_request_no") or None,
+            **common,
+        )
+    else:
+        raise ValueError(
+            f"bill line {line_number} has 业务类型 {business_type!r}, expected "
+            f"{BILL_PAYMENT_TYPE} or {BILL_REFUND_TYPE}"
+        )
+    return row, business_type, received_fen
+
+
+def _check_bill_footer(footer_lines, received):
+    """Compare each footer total line that is present with the detail lines."""
+    for business_type, pattern in BILL_FOOTER_PATTERNS.items():
+        for line in footer_lines:
+            match = pattern.match(line)
+            if match is None:
+                continue
+            count = int(match.group(1))
+            total_fen = _bill_amount_fen(
+                match.group(2), "the total", f"footer {line!r}"
+            )
+            amounts = received[business_type]
+            if count != len(amounts):
+                raise ValueError(
+                    f"bill footer counts {count} {business_type} lines, but the "
+                    f"bill has {len(amounts)}"
+                )
+            if total_fen != sum(amounts):
+                raise ValueError(
+                    f"bill footer states {total_fen} fen 商家实收 for "
+                    f"{business_type} lines, but the lines add up to "
+                    f"{sum(amounts)} fen"
+                )
 
 
 # Notifications.

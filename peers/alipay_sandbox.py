@@ -1,8 +1,10 @@
 """Sandbox of the Alipay open platform gateway for face-to-face QR payments.
 
-`POST /gateway.do` serves alipay.trade.precreate, query, close and refund. It
-verifies the app's RSA2 signature, stores orders in memory and signs every
-response with the Alipay platform key. In place of the buyer's phone, a test
+`POST /gateway.do` serves alipay.trade.precreate, query, close and refund,
+and alipay.data.dataservice.bill.downloadurl.query for the daily trade bill,
+which it serves as a ZIP at /_sandbox/bills/<token>.zip. It verifies the
+app's RSA2 signature, stores orders in memory and signs every response with
+the Alipay platform key. In place of the buyer's phone, a test
 calls /_sandbox/scan and /_sandbox/pay, and paying sends the signed form
 notification to the order's notify_url. docs/partners.md is the contract, and
 docs/payments.md shows how to pay an order by hand.
@@ -25,6 +27,8 @@ peers.devkeys creates them first if they are missing.
 import argparse
 import base64
 import binascii
+import csv
+import io
 import ipaddress
 import json
 import logging
@@ -33,8 +37,9 @@ import secrets
 import string
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -76,12 +81,48 @@ QR_CODE_PREFIX = "https://qr.alipay.com/bax0"
 LOWERCASE_ALPHANUMERIC = string.ascii_lowercase + string.digits
 ALPHANUMERIC = string.ascii_letters + string.digits
 
+BILL_METHOD = "alipay.data.dataservice.bill.downloadurl.query"
 METHODS = (
     "alipay.trade.precreate",
     "alipay.trade.query",
     "alipay.trade.close",
     "alipay.trade.refund",
+    BILL_METHOD,
 )
+
+# Alipay's bill_download_url stops working 30 seconds after the query, as its
+# reference for the bill method states.
+BILL_URL_LIFETIME = timedelta(seconds=30)
+BILL_DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+# Columns of the trade bill's detail CSV (业务明细) in Alipay's order.
+BILL_HEADER = (
+    "支付宝交易号",
+    "商户订单号",
+    "业务类型",
+    "商品名称",
+    "创建时间",
+    "完成时间",
+    "门店编号",
+    "门店名称",
+    "操作员",
+    "终端号",
+    "对方账户",
+    "订单金额（元）",
+    "商家实收（元）",
+    "支付宝红包（元）",
+    "集分宝（元）",
+    "支付宝优惠（元）",
+    "商家优惠（元）",
+    "券核销金额（元）",
+    "券名称",
+    "商家红包消费金额（元）",
+    "卡消费金额（元）",
+    "退款批次号/请求号",
+    "服务费（元）",
+    "分润（元）",
+    "备注",
+)
+BILL_RULE = "-" * 41
 
 
 @dataclass(frozen=True)
@@ -230,6 +271,8 @@ class OrderBook:
         self.by_out_trade_no = {}
         self.by_trade_no = {}
         self.by_qr_code = {}
+        # Bill ZIP files by download token: token -> (expires_at, content).
+        self.bills = {}
 
     def new_qr_code(self):
         """Return a qr_code that no stored order uses. Call with the lock held."""
@@ -703,6 +746,7 @@ def _add_gateway_route(app, config, book):
         "alipay.trade.query": _query,
         "alipay.trade.close": _close,
         "alipay.trade.refund": _refund,
+        BILL_METHOD: _bill_download_url,
     }
 
     @app.post("/gateway.do")
@@ -925,6 +969,174 @@ def _refund_answer(order, refund, fund_change, send_back_fen):
     }
 
 
+# The daily trade bill.
+
+
+def _bill_download_url(config, book, biz, params, now):
+    bill_type = biz.get("bill_type")
+    if bill_type != "trade":
+        raise invalid_argument(
+            "isv.invalid-arguments", "bill_type must be trade in the sandbox"
+        )
+    bill_date = _read_bill_date(biz.get("bill_date"), now)
+    with book.lock:
+        lines = bill_lines(book, bill_date)
+        if not lines:
+            raise business_failed("isp.bill_not_exist", "账单不存在")
+        content = build_bill_zip(config, bill_date, lines, now)
+        token = secrets.token_urlsafe(24)
+        book.bills = {key: value for key, value in book.bills.items() if value[0] > now}
+        book.bills[token] = (now + BILL_URL_LIFETIME, content)
+    log.info(
+        "bill download url issued bill_date=%s lines=%s",
+        bill_date.isoformat(),
+        len(lines),
+    )
+    return {"bill_download_url": f"{request.host_url}_sandbox/bills/{token}.zip"}
+
+
+def _read_bill_date(text, now):
+    """Return bill_date as a date, or raise 40002 for a bad or future date.
+
+    NOTE: the real gateway answers a bill for today with an error, because a
+    day's bill exists only from the next day. The sandbox serves today's
+    bill so that a test can pay and reconcile at once.
+    """
+    if not isinstance(text, str) or not BILL_DATE_PATTERN.fullmatch(text):
+        raise invalid_argument(
+            "isv.invalid-arguments", "bill_date must be YYYY-MM-DD in the sandbox"
+        )
+    try:
+        bill_date = date.fromisoformat(text)
+    except ValueError:
+        raise invalid_argument(
+            "isv.invalid-arguments", f"bill_date {text} is not a calendar date"
+        ) from None
+    if bill_date > now.date():
+        raise invalid_argument(
+            "isv.invalid-arguments", f"bill_date {text} is in the future"
+        )
+    return bill_date
+
+
+def bill_lines(book, bill_date):
+    """Return the detail lines of `bill_date`, each a list of BILL_HEADER values.
+
+    A paid order gives a 交易 line on the day it was paid, and each refund a
+    退款 line with negative amounts on the day it was refunded, both in
+    China Standard Time. Ids end with a tab, as in Alipay's files. Call with
+    the lock held.
+    """
+    lines = []
+    for order in book.by_out_trade_no.values():
+        if order.paid_at is not None and order.paid_at.date() == bill_date:
+            lines.append(
+                (
+                    order.paid_at,
+                    _bill_line(order, "交易", order.paid_at, order.total_fen),
+                )
+            )
+        for out_request_no, refund in order.refunds.items():
+            if refund.refunded_at.date() == bill_date:
+                line = _bill_line(
+                    order,
+                    "退款",
+                    refund.refunded_at,
+                    -refund.amount_fen,
+                    out_request_no,
+                )
+                lines.append((refund.refunded_at, line))
+    lines.sort(key=lambda item: item[0])
+    return [line for _, line in lines]
+
+
+def _bill_line(order, business_type, finished_at, amount_fen, out_request_no=""):
+    amount = ("-" if amount_fen < 0 else "") + to_yuan(abs(amount_fen))
+    values = dict.fromkeys(BILL_HEADER, "")
+    values.update(
+        {
+            "支付宝交易号": order.trade_no + "\t",
+            "商户订单号": order.out_trade_no + "\t",
+            "业务类型": business_type,
+            "商品名称": order.subject,
+            "创建时间": format_time(order.created_at),
+            "完成时间": format_time(finished_at),
+            "对方账户": (order.buyer_logon_id or "") + "\t",
+            "订单金额（元）": amount,
+            "商家实收（元）": amount,
+            "退款批次号/请求号": out_request_no + "\t" if out_request_no else "",
+        }
+    )
+    for name in BILL_HEADER:
+        if name.endswith("（元）") and not values[name]:
+            values[name] = "0.00"
+    return [values[name] for name in BILL_HEADER]
+
+
+def _signed_total(lines, business_type):
+    """Return (count, 商家实收 total as signed yuan text) of one business type."""
+    received = BILL_HEADER.index("商家实收（元）")
+    kind = BILL_HEADER.index("业务类型")
+    amounts = [
+        -parse_yuan(line[received][1:], "商家实收")
+        if line[received].startswith("-")
+        else parse_yuan(line[received], "商家实收")
+        for line in lines
+        if line[kind] == business_type
+    ]
+    total = sum(amounts)
+    return len(amounts), ("-" if total < 0 else "") + to_yuan(abs(total))
+
+
+def build_bill_zip(config, bill_date, lines, now):
+    """Return the bill as Alipay packs it: a ZIP of GBK detail and summary CSVs.
+
+    NOTE: Alipay stores the member names in GBK without the ZIP UTF-8 flag.
+    Python's zipfile writes non-ASCII names in UTF-8 with the flag, so the
+    client's GBK name handling is covered by its own tests instead.
+    """
+    day = bill_date.strftime("%Y%m%d")
+    start = bill_date.strftime("%Y年%m月%d日 00:00:00")
+    end = (bill_date + timedelta(days=1)).strftime("%Y年%m月%d日 00:00:00")
+    exported = now.strftime("%Y年%m月%d日 %H:%M:%S")
+    payments, payment_total = _signed_total(lines, "交易")
+    refunds, refund_total = _signed_total(lines, "退款")
+
+    detail = io.StringIO()
+    detail.write("#支付宝业务明细查询\r\n")
+    detail.write(f"#账号：[{config.seller_id}]\r\n")
+    detail.write(f"#起始日期：[{start}]   终止日期：[{end}]\r\n")
+    detail.write(f"#{BILL_RULE}业务明细列表{BILL_RULE}\r\n")
+    writer = csv.writer(detail, lineterminator="\r\n")
+    writer.writerow(BILL_HEADER)
+    writer.writerows(lines)
+    detail.write(f"#{BILL_RULE}业务明细列表结束{BILL_RULE}\r\n")
+    detail.write(
+        f"#交易合计：{payments}笔，商家实收共{payment_total}元，商家优惠共0.00元\r\n"
+    )
+    detail.write(
+        f"#退款合计：{refunds}笔，商家实收退款共{refund_total}元，商家优惠退款共0.00元\r\n"
+    )
+    detail.write(f"#导出时间：[{exported}]\r\n")
+
+    summary = io.StringIO()
+    summary.write("#支付宝业务汇总查询\r\n")
+    summary.write(f"#账号：[{config.seller_id}]\r\n")
+    writer = csv.writer(summary, lineterminator="\r\n")
+    writer.writerow(("门店编号", "门店名称", "交易订单总笔数", "退款订单总笔数"))
+    writer.writerow(("", "", payments, refunds))
+    summary.write(f"#导出时间：[{exported}]\r\n")
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        prefix = f"{config.seller_id}_{day}"
+        archive.writestr(f"{prefix}_业务明细.csv", detail.getvalue().encode("gbk"))
+        archive.writestr(
+            f"{prefix}_业务明细(汇总).csv", summary.getvalue().encode("gbk")
+        )
+    return buffer.getvalue()
+
+
 # Routes that stand in for the buyer's phone and let tests look inside.
 
 
@@ -1046,6 +1258,21 @@ def _add_sandbox_routes(app, config, book, notifier):
         )
         notifier.start(out_trade_no)
         return {"out_trade_no": out_trade_no, "notify_id": notify_id}, 202
+
+    @app.get("/_sandbox/bills/<token>.zip")
+    def download_bill(token):
+        now = now_cst()
+        with book.lock:
+            entry = book.bills.get(token)
+        if entry is None or entry[0] <= now:
+            log.warning("bill download rejected token=%s: unknown or expired", token)
+            raise SandboxError(
+                404,
+                "NOT_FOUND",
+                "bill download link is unknown or expired; query a new "
+                "bill_download_url",
+            )
+        return Response(entry[1], content_type="application/zip")
 
     @app.get("/_sandbox/orders/<out_trade_no>")
     def inspect_order(out_trade_no):

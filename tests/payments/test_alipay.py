@@ -6,6 +6,7 @@ Alipay private key, so each forged case fails only the check it names.
 """
 
 import dataclasses
+import io
 import os
 import queue
 import socket
@@ -14,7 +15,8 @@ import sys
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+import zipfile
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,8 @@ from payments.alipay import (
     notification_ack,
     notification_nack,
     parse_notification,
+    parse_trade_bill_csv,
+    parse_trade_bill_zip,
     sign_text,
     signing_content,
     top_level_members,
@@ -1026,3 +1030,269 @@ def test_start_peers_without_alipay(tmp_path):
         assert "alipay" not in peers.processes
         with pytest.raises(RuntimeError, match="include_alipay=False"):
             _ = peers.alipay_url
+
+
+# Daily trade bill.
+
+
+def _today_cst():
+    return datetime.now(CST).date()
+
+
+def test_download_bill_payments_and_refund(client, sandbox_url, receiver):
+    first, first_trade_no = paid_order(client, sandbox_url, receiver, 12345)
+    second, second_trade_no = paid_order(client, sandbox_url, receiver, 10001)
+    client.refund(second, "RFBILL0001", 2999, "部分退款")
+
+    rows = client.download_bill(_today_cst())
+
+    ours = [row for row in rows if row.out_trade_no in (first, second)]
+    payments = {row.out_trade_no: row for row in ours if row.trade_state == "SUCCESS"}
+    refunds = [row for row in ours if row.trade_state == "REFUND"]
+    assert len(ours) == 3
+    assert payments[first].amount_fen == 12345
+    assert payments[first].transaction_id == first_trade_no
+    assert payments[first].refund_fen == 0
+    assert payments[first].out_refund_no is None
+    assert payments[second].amount_fen == 10001
+    assert payments[second].transaction_id == second_trade_no
+    assert len(refunds) == 1
+    assert refunds[0].out_trade_no == second
+    assert refunds[0].transaction_id == second_trade_no
+    assert refunds[0].refund_fen == 2999
+    assert refunds[0].amount_fen == 0
+    assert refunds[0].out_refund_no == "RFBILL0001"
+    for row in ours:
+        assert row.trade_time.utcoffset() == timedelta(hours=8)
+        assert row.trade_time.date() == _today_cst()
+
+
+def test_download_bill_empty_day(client):
+    assert client.download_bill(date(2020, 1, 1)) == []
+
+
+def test_download_bill_future_day_rejected(client):
+    with pytest.raises(AlipayError) as caught:
+        client.download_bill(_today_cst() + timedelta(days=2))
+
+    assert caught.value.code == "40002"
+
+
+def test_download_bill_datetime_rejected(client):
+    with pytest.raises(ValueError, match="datetime.date"):
+        client.download_bill(datetime.now(CST))
+
+
+def test_sandbox_bill_unknown_token_not_found(sandbox_url):
+    response = requests.get(f"{sandbox_url}/_sandbox/bills/unknown.zip", timeout=5)
+
+    assert response.status_code == 404
+
+
+def _bill_url_body(alipay_private_key, url):
+    member_text = (
+        '{"code":"10000","msg":"Success","bill_download_url":' + f'"{url}"' + "}"
+    )
+    return _signed_body(
+        alipay_private_key,
+        member_text,
+        member="alipay_data_dataservice_bill_downloadurl_query_response",
+    )
+
+
+def test_download_bill_other_host_rejected(
+    config, scripted_gateway, start_scripted_server, alipay_private_key
+):
+    other_host = start_scripted_server((200, "not a zip"))
+    url = other_host.base_url.replace("127.0.0.1", "localhost") + "/bill.zip"
+    body = _bill_url_body(alipay_private_key, url)
+    client = _scripted_client(config, scripted_gateway, (200, body))
+
+    with pytest.raises(AlipayInvalidResponse, match="neither the gateway host"):
+        client.download_bill(date(2026, 12, 3))
+
+    assert other_host.requests.empty()
+
+
+def test_download_bill_gateway_host_other_port_rejected(
+    config, scripted_gateway, start_scripted_server, alipay_private_key
+):
+    other_port = start_scripted_server((200, "not a zip"))
+    body = _bill_url_body(alipay_private_key, other_port.base_url + "/bill.zip")
+    client = _scripted_client(config, scripted_gateway, (200, body))
+
+    with pytest.raises(AlipayInvalidResponse, match="neither the gateway host"):
+        client.download_bill(date(2026, 12, 3))
+
+    assert other_port.requests.empty()
+
+
+# Bill files built here, for what the sandbox does not produce.
+
+BILL_HEADER_LINE = (
+    "支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,"
+    "操作员,终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,"
+    "支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,"
+    "卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注"
+)
+
+
+def _bill_line(trade_no, out_trade_no, kind, amount, out_request_no=""):
+    values = [
+        f"{trade_no}\t",
+        f"{out_trade_no}\t",
+        kind,
+        "水费欠费",
+        "2026-12-03 10:00:00",
+        "2026-12-03 10:00:30",
+        "",
+        "",
+        "",
+        "",
+        "159****5620\t",
+        amount,
+        amount,
+        *["0.00"] * 5,
+        "",
+        "0.00",
+        "0.00",
+        f"{out_request_no}\t" if out_request_no else "",
+        "0.00",
+        "0.00",
+        "",
+    ]
+    return ",".join(values)
+
+
+def _bill_csv(lines, footer):
+    return "\r\n".join(
+        [
+            "#支付宝业务明细查询",
+            "#账号：[2088102177846880]",
+            "#-----------------------------------------业务明细列表"
+            "-----------------------------------------",
+            BILL_HEADER_LINE,
+            *lines,
+            "#-----------------------------------------业务明细列表结束"
+            "-----------------------------------------",
+            *footer,
+            "#导出时间：[2026年12月04日 06:00:00]",
+            "",
+        ]
+    )
+
+
+PAYMENT_LINE = _bill_line("2026120322001000000000000001", "LBbill01", "交易", "35.80")
+REFUND_LINE = _bill_line(
+    "2026120322001000000000000001", "LBbill01", "退款", "-5.80", "RF01"
+)
+MATCHING_FOOTER = [
+    "#交易合计：1笔，商家实收共35.80元，商家优惠共0.00元",
+    "#退款合计：1笔，商家实收退款共-5.80元，商家优惠退款共0.00元",
+]
+
+
+def _zip_with_gbk_names(files):
+    """Return a ZIP whose member names are GBK without the UTF-8 flag, as
+    Alipay writes them. zipfile always flags non-ASCII names as UTF-8, so
+    ASCII placeholders of the same length are swapped for the GBK bytes."""
+    buffer = io.BytesIO()
+    swaps = []
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for index, (name, text) in enumerate(files):
+            name_bytes = name.encode("gbk")
+            placeholder = f"{index:02d}".encode().ljust(len(name_bytes), b"_")
+            swaps.append((placeholder, name_bytes))
+            archive.writestr(placeholder.decode(), text.encode("gbk"))
+    content = buffer.getvalue()
+    for placeholder, name_bytes in swaps:
+        assert content.count(placeholder) == 2
+        content = content.replace(placeholder, name_bytes)
+    return content
+
+
+def test_bill_zip_gbk_member_names():
+    detail = _bill_csv([PAYMENT_LINE, REFUND_LINE], MATCHING_FOOTER)
+    content = _zip_with_gbk_names(
+        [
+            ("2088102177846880_20261203_业务明细(汇总).csv", "#汇总\r\n"),
+            ("2088102177846880_20261203_业务明细.csv", detail),
+        ]
+    )
+
+    rows = parse_trade_bill_zip(content)
+
+    assert [row.trade_state for row in rows] == ["SUCCESS", "REFUND"]
+    assert rows[0].amount_fen == 3580
+    assert rows[0].transaction_id == "2026120322001000000000000001"
+    assert rows[0].out_trade_no == "LBbill01"
+    assert rows[1].refund_fen == 580
+    assert rows[1].out_refund_no == "RF01"
+    assert rows[1].trade_time == datetime(2026, 12, 3, 10, 0, 30, tzinfo=CST)
+
+
+def test_bill_zip_without_detail_rejected():
+    content = _zip_with_gbk_names([("2088_20261203_业务明细(汇总).csv", "#\r\n")])
+
+    with pytest.raises(ValueError, match="业务明细.csv"):
+        parse_trade_bill_zip(content)
+
+
+def test_bill_not_zip_rejected():
+    with pytest.raises(ValueError, match="not a ZIP"):
+        parse_trade_bill_zip(b"<html>expired</html>")
+
+
+@pytest.mark.parametrize(
+    ("lines", "footer", "message"),
+    [
+        (
+            [PAYMENT_LINE],
+            ["#交易合计：2笔，商家实收共35.80元，商家优惠共0.00元"],
+            "counts 2",
+        ),
+        (
+            [PAYMENT_LINE],
+            ["#交易合计：1笔，商家实收共35.81元，商家优惠共0.00元"],
+            "3581 fen",
+        ),
+        (
+            [_bill_line("2026120322001000000000000001", "LBbill01", "冻结", "1.00")],
+            [],
+            "业务类型",
+        ),
+        (
+            [_bill_line("2026120322001000000000000001", "LBbill01", "退款", "5.80")],
+            [],
+            "not negative",
+        ),
+        (
+            [_bill_line("2026120322001000000000000001", "LBbill01", "交易", "1.005")],
+            [],
+            "at most two decimals",
+        ),
+        ([PAYMENT_LINE + ",extra"], [], "26 values"),
+    ],
+    ids=[
+        "footer count",
+        "footer total",
+        "unknown type",
+        "positive refund",
+        "three decimals",
+        "extra value",
+    ],
+)
+def test_bad_bill_csv_rejected(lines, footer, message):
+    with pytest.raises(ValueError, match=message):
+        parse_trade_bill_csv(_bill_csv(lines, footer))
+
+
+def test_bill_csv_columns_found_by_name():
+    header = BILL_HEADER_LINE.split(",")
+    lines = [header[::-1], PAYMENT_LINE.split(",")[::-1]]
+    text = "\r\n".join(",".join(line) for line in lines)
+
+    rows = parse_trade_bill_csv(text)
+
+    assert rows[0].amount_fen == 3580
+    assert rows[0].out_trade_no == "LBbill01"
