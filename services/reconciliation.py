@@ -69,70 +69,46 @@ def reconcile(provider, bill_date):
 
 
 def _compare_payments(bill_rows, payments):
-    billed = {row.out_trade_no: row for row in bill_rows}
-    booked = {payment.out_trade_no: payment for payment in payments}
-    differences = []
-    for out_trade_no, row in billed.items():
-        payment = booked.get(out_trade_no)
-        if payment is None:
-            stored = Payment.get_or_none(Payment.out_trade_no == out_trade_no)
-            state = stored.status if stored else "unknown to the hub"
-            differences.append(
-                Difference(
-                    "paid_at_provider_only",
-                    out_trade_no,
-                    f"bill shows {row.amount_fen} fen paid; hub has {state}",
-                )
-            )
-        elif payment.amount_fen != row.amount_fen:
-            differences.append(
-                Difference(
-                    "amount_differs",
-                    out_trade_no,
-                    f"bill {row.amount_fen} fen, hub {payment.amount_fen} fen",
-                )
-            )
-    for out_trade_no, payment in booked.items():
-        if out_trade_no not in billed:
-            differences.append(
-                Difference(
-                    "paid_at_hub_only",
-                    out_trade_no,
-                    f"hub booked {payment.amount_fen} fen; not on the bill",
-                )
-            )
-    return differences
+    def state_at_hub(out_trade_no):
+        stored = Payment.get_or_none(Payment.out_trade_no == out_trade_no)
+        return stored.status if stored else "unknown to the hub"
+
+    return _compare(
+        {row.out_trade_no: row.amount_fen for row in bill_rows},
+        {payment.out_trade_no: payment.amount_fen for payment in payments},
+        ("paid_at_provider_only", "amount_differs", "paid_at_hub_only"),
+        lambda ref, fen: f"bill shows {fen} fen paid; hub has {state_at_hub(ref)}",
+        lambda ref, fen: f"hub booked {fen} fen; not on the bill",
+    )
 
 
 def _compare_refunds(bill_rows, refunds):
-    billed = {row.out_refund_no: row for row in bill_rows}
-    booked = {refund.out_refund_no: refund for refund in refunds}
+    return _compare(
+        {row.out_refund_no or row.out_trade_no: row.refund_fen for row in bill_rows},
+        {refund.out_refund_no: refund.amount_fen for refund in refunds},
+        ("refunded_at_provider_only", "refund_amount_differs", "refunded_at_hub_only"),
+        lambda ref, fen: f"bill shows {fen} fen refunded; hub has none finished",
+        lambda ref, fen: f"hub finished a {fen} fen refund; the bill has none",
+    )
+
+
+def _compare(billed, booked, kinds, provider_only_detail, hub_only_detail):
+    """List the references whose amounts in fen differ between bill and hub.
+
+    `billed` and `booked` map a reference to its amount, and `kinds` names
+    the three outcomes: only on the bill, amounts differ, only at the hub.
+    """
+    provider_only, differs, hub_only = kinds
     differences = []
-    for out_refund_no, row in billed.items():
-        refund = booked.get(out_refund_no)
-        if refund is None:
-            differences.append(
-                Difference(
-                    "refunded_at_provider_only",
-                    out_refund_no or row.out_trade_no,
-                    f"bill shows {row.refund_fen} fen refunded; hub has none finished",
-                )
-            )
-        elif refund.amount_fen != row.refund_fen:
-            differences.append(
-                Difference(
-                    "refund_amount_differs",
-                    out_refund_no,
-                    f"bill {row.refund_fen} fen, hub {refund.amount_fen} fen",
-                )
-            )
-    for out_refund_no, refund in booked.items():
-        if out_refund_no not in billed:
-            differences.append(
-                Difference(
-                    "refunded_at_hub_only",
-                    out_refund_no,
-                    f"hub finished a {refund.amount_fen} fen refund; the bill has none",
-                )
-            )
+    for reference, bill_fen in billed.items():
+        if reference not in booked:
+            detail = provider_only_detail(reference, bill_fen)
+            differences.append(Difference(provider_only, reference, detail))
+        elif booked[reference] != bill_fen:
+            detail = f"bill {bill_fen} fen, hub {booked[reference]} fen"
+            differences.append(Difference(differs, reference, detail))
+    for reference, hub_fen in booked.items():
+        if reference not in billed:
+            detail = hub_only_detail(reference, hub_fen)
+            differences.append(Difference(hub_only, reference, detail))
     return differences
