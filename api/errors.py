@@ -78,7 +78,7 @@ def handle_http_error(error):
     )
     partner_error = getattr(view, "partner_error", None)
     if partner_error is not None:
-        # A provider's notification is answered in the provider's own format.
+        # A provider's notification gets its response in the provider's format.
         return partner_error(error.code, error.description)
     code, message = HTTP_MESSAGES.get(error.code, ("http_error", error.description))
     errors = None
@@ -120,7 +120,7 @@ def reject_non_json_body():
     if request.method not in ("POST", "PUT", "PATCH"):
         return None
     if request.endpoint is None:
-        # No route matched; the 404 says more than a 415 would.
+        # No route matched, so a 404 is more useful than a 415.
         return None
     view = current_app.view_functions.get(request.endpoint)
     if getattr(view, "takes_raw_body", False):

@@ -46,9 +46,9 @@ class RequestContextFilter(logging.Filter):
 def init_app(app):
     @app.before_request
     def assign_request_id():
-        given = request.headers.get("X-Request-Id", "")
-        valid = REQUEST_ID_PATTERN.match(given)
-        g.request_id = given if valid else uuid.uuid4().hex
+        requested = request.headers.get("X-Request-Id", "")
+        valid = REQUEST_ID_PATTERN.match(requested)
+        g.request_id = requested if valid else uuid.uuid4().hex
         g.started = time.monotonic()
 
     @app.after_request

@@ -1,4 +1,4 @@
-"""Who is calling: citizens by bearer token, partners by signature."""
+"""Caller authentication: citizens by bearer token, partners by signature."""
 
 import functools
 import logging
@@ -30,7 +30,7 @@ def bearer_token():
 
 
 def citizen_required(view):
-    """Load the calling citizen into `g.citizen`, or answer 401."""
+    """Load the calling citizen into `g.citizen`, or raise 401."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
@@ -67,11 +67,11 @@ def verify_partner(partner_kinds):
         verify_signature(signed, secrets, request.method, path, request.get_data())
         _check_message_id(signed.message_id)
     except SignatureError as error:
-        log.warning("partner signature refused code=%s", error.code)
+        log.warning("partner signature rejected code=%s", error.code)
         raise Unauthorized(
             error.code, "合作方签名校验失败。", errors={"signature": [error.message]}
         ) from None
-    _refuse_replay(signed)
+    _reject_replay(signed)
     return signed.partner
 
 
@@ -96,7 +96,7 @@ def _check_message_id(message_id):
         )
 
 
-def _refuse_replay(signed):
+def _reject_replay(signed):
     try:
         PartnerMessage.create(message_id=signed.message_id, partner=signed.partner)
     except peewee.IntegrityError:

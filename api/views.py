@@ -174,7 +174,7 @@ def case_view(case, viewer):
 
 
 def holder_relation(holder_ids, parties):
-    """Say who holds the account: an owner, a previous owner, or someone earlier."""
+    """Return the account holder's role: owner, previous_owner or other."""
     indexes = {data_keys.blind_index(number) for number in holder_ids or []}
     roles = {p.role for p in parties if p.id_index in indexes}
     for role in ("owner", "previous_owner"):

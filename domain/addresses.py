@@ -3,7 +3,7 @@
 Registry locations and utility addresses name the same flat in different
 ways (`5号楼1单元1201`, `5栋1单元1201室`, `5-1-1201`), but the three numbers
 at the end agree. They are enough to tell two flats of one estate apart;
-they say nothing about which estate, so a match is evidence, never proof.
+they do not identify the estate, so a match is evidence, never proof.
 """
 
 import re
@@ -26,9 +26,9 @@ def same_flat(first, second):
     With fewer than three numbers in either, only the room is compared.
     Returns None when either address has no number at all.
     """
-    one, other = trailing_numbers(first), trailing_numbers(second)
-    if not one or not other:
+    left, right = trailing_numbers(first), trailing_numbers(second)
+    if not left or not right:
         return None
-    if len(one) == 3 and len(other) == 3:
-        return one == other
-    return one[-1] == other[-1]
+    if len(left) == 3 and len(right) == 3:
+        return left == right
+    return left[-1] == right[-1]

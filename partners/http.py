@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 
 class PartnerError(Exception):
-    """A partner call that failed; `retryable` says whether trying again may help."""
+    """A failed partner call. `retryable` is true when trying again may help."""
 
     def __init__(self, partner, message, status=None, code=None, retryable=True):
         super().__init__(message)
@@ -33,7 +33,7 @@ def read_json(partner, response):
         return response.json()
     except (ValueError, json.JSONDecodeError):
         log.warning(
-            "partner answered non-JSON partner=%s status=%s",
+            "partner response is not JSON partner=%s status=%s",
             partner,
             response.status_code,
         )

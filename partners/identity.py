@@ -68,7 +68,7 @@ class IdentityClient:
             )
         real_name = data.get("real_name")
         if not data.get("openid") or not isinstance(real_name, dict):
-            log.warning("identity provider answer lacks openid or real_name")
+            log.warning("identity provider response lacks openid or real_name")
             raise PartnerError("idp", "answer lacks openid or real_name")
         return Identity(
             openid=data["openid"],

@@ -982,7 +982,7 @@ def _read_refund(data, out_trade_no, out_request_no, amount_fen):
     )
 
 
-# Trade bill. The ZIP holds the detail CSV (业务明细) and a summary CSV
+# Trade bill. The ZIP contains the detail CSV (业务明细) and a summary CSV
 # (业务明细(汇总)), both GBK. The detail CSV has "#" comment lines before the
 # header and after the rows, and the footer states the count and the 商家实收
 # total of payment and refund lines. Alipay appends a tab to many values,

@@ -874,7 +874,7 @@ def _close(config, book, biz, params, now):
         if order.paid_at is not None:
             raise business_failed("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
         # NOTE: closing a trade that is already closed succeeds here. The
-        # real gateway's answer in that case is not checked.
+        # real gateway's response in that case is not checked.
         order.trade_status = TRADE_CLOSED
         log.info("order closed out_trade_no=%s previous=%s", order.out_trade_no, status)
         return {"trade_no": order.trade_no, "out_trade_no": order.out_trade_no}
@@ -916,7 +916,7 @@ def _refund(config, book, biz, params, now):
         existing = order.refunds.get(out_request_no)
         if existing is not None:
             if existing.amount_fen != refund_fen:
-                # NOTE: the real gateway's answer to a reused out_request_no
+                # NOTE: the real gateway's response to a reused out_request_no
                 # with another amount is not checked.
                 raise invalid_parameter(
                     f"out_request_no {out_request_no} was used for "
@@ -998,7 +998,7 @@ def _bill_download_url(config, book, biz, params, now):
 def _read_bill_date(text, now):
     """Return bill_date as a date, or raise 40002 for a bad or future date.
 
-    NOTE: the real gateway answers a bill for today with an error, because a
+    NOTE: the real gateway returns an error for today's bill, because a
     day's bill exists only from the next day. The sandbox serves today's
     bill so that a test can pay and reconcile at once.
     """

@@ -637,8 +637,8 @@ class UtilitySimulator:
                 reason = REASON_ARREARS
             else:
                 reason = None
-                # The plan has the utility transfer to the owner the registry
-                # pushes now, whoever held the account before.
+                # The utility transfers to the owner the registry pushes now,
+                # regardless of who held the account before.
                 new_holder = record.push["owners"][0]
                 account.holder_name = new_holder["name"]
                 account.holder_id_numbers = [new_holder["id_number"]]

@@ -139,10 +139,10 @@ def find_utility(service_org, location="json"):
     )
     if utility is None:
         names = "、".join(u.service_org for u in Utility.select().order_by(Utility.id))
-        shown = service_org if len(service_org) <= 40 else service_org[:40] + "…"
+        short_name = service_org if len(service_org) <= 40 else service_org[:40] + "…"
         raise Invalid(
             "unknown_utility",
-            f"服务机构“{shown}”未接入，可选：{names}。",
+            f"服务机构“{short_name}”未接入，可选：{names}。",
             errors={location: {"service_org": ["unknown service organisation"]}},
         )
     return utility
@@ -197,7 +197,7 @@ def _check_unlinked(case, utility, account):
 
     The holder must be an owner or previous owner, and the account's address
     must end with the flat's building, stair and room, because a seller or a
-    developer often holds accounts for several flats.
+    developer often has accounts for several flats.
     """
     # NOTE: an account that fails these checks needs the utility to
     # reconcile it by hand, which has no queue yet, so it cannot be added.
@@ -237,7 +237,7 @@ def _link_and_add(case, utility, account_no, account):
 
 
 def _held_by_party(business, account):
-    """Say whether an owner or previous owner of `business` holds `account`."""
+    """Return whether an owner or previous owner of `business` is the holder."""
     parties = {
         party.id_index
         for party in Party.select(Party.id_index).where(Party.business == business)
@@ -404,7 +404,7 @@ def _arrears_of(transfer):
             error,
         )
         if _paid_unreported(transfer):
-            # The hub knows the debt is paid even while the utility is away.
+            # The hub has the payment on record while the utility is unreachable.
             answer["arrears_fen"] = transfer.arrears_fen
             answer["state"] = "paid_pending"
         return answer
@@ -463,7 +463,7 @@ def submit_case(case):
 def arrears_warnings(case):
     """Return a warning for each account last seen with unpaid arrears.
 
-    The utility may return such a transfer, so the applicant is told at
+    The utility may return such a transfer, so the applicant is warned at
     submission. Arrears never looked up are not warned about.
     """
     warnings = []

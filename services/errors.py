@@ -40,6 +40,6 @@ class Forbidden(ServiceError):
 
 
 class PartnerUnavailable(ServiceError):
-    """A partner system that is down, slow or answered garbage."""
+    """A partner system that is down, slow or returned an invalid response."""
 
     status = 502

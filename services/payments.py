@@ -226,8 +226,9 @@ def refresh_payment(payment):
 def poll_pending(min_age_seconds=60, every_seconds=60, limit=20):
     """Ask the provider about pending orders that no notification has settled.
 
-    Each order is asked at most once per `every_seconds`, and expired unpaid
-    orders are closed at the provider. Returns how many orders were asked.
+    Each order is queried at most once per `every_seconds`, because the
+    conditional update of `checked_at` lets one worker claim it. Expired
+    unpaid orders are closed at the provider. Returns how many were queried.
     """
     now = utcnow()
     due = list(
@@ -243,13 +244,13 @@ def poll_pending(min_age_seconds=60, every_seconds=60, limit=20):
         .order_by(Payment.id)
         .limit(limit)
     )
-    asked = 0
+    queried = 0
     for payment in due:
         if payment.checked_at is None:
             unchanged = Payment.checked_at.is_null()
         else:
             unchanged = Payment.checked_at == payment.checked_at
-        # Of several workers, only the one whose update lands asks.
+        # Of several workers, only the one whose update lands sends the query.
         claimed = (
             Payment.update(checked_at=now)
             .where((Payment.id == payment.id) & unchanged)
@@ -257,11 +258,11 @@ def poll_pending(min_age_seconds=60, every_seconds=60, limit=20):
         )
         if not claimed:
             continue
-        asked += 1
+        queried += 1
         try:
             refresh_payment(payment)
         except Conflict as error:
             log.warning(
                 "pending order poll failed payment=%s code=%s", payment.id, error.code
             )
-    return asked
+    return queried

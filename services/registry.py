@@ -52,7 +52,7 @@ def identifier_warnings(data):
     """Return a note for each credit code whose check character does not match.
 
     Some legally issued codes fail the check, so they are accepted, but the
-    registry is told in case the code was mistyped.
+    registry gets a warning in case the code was mistyped.
     """
     warnings = []
     for key in ("owners", "previous_owners"):
@@ -126,7 +126,7 @@ def _check_case_facts(business, raw_payload):
 
     The applicant confirmed accounts and accepted agreements for the unit and
     owners as they were, so changing them under the case would transfer
-    accounts on facts nobody confirmed.
+    accounts on facts that no applicant confirmed.
     """
     if not Case.select().where(Case.business == business).exists():
         return

@@ -140,8 +140,8 @@ def refresh_pair(token):
         )
         if spent == 1:
             return issue_pair(citizen, family=claims["fam"])
-        # A refresh token used twice was copied; the whole family goes, so
-        # whoever used it first loses access too.
+        # A refresh token used twice was copied, so the whole family is revoked
+        # and the copy used first loses access too.
         RefreshToken.update(revoked_at=utcnow()).where(
             (RefreshToken.family == str(claims["fam"]))
             & RefreshToken.revoked_at.is_null()

@@ -1,7 +1,8 @@
 """The two wallets behind one interface: create, query, close and refund orders.
 
-WeChat Pay and Alipay name things differently; the hub speaks of an order's
-QR content, its state (NOTPAY, SUCCESS, CLOSED) and refunds by our own id.
+WeChat Pay and Alipay name things differently. The hub uses one vocabulary:
+an order's QR content, its state (NOTPAY, SUCCESS, CLOSED) and refunds by
+the hub's own refund number.
 """
 
 import logging
@@ -67,8 +68,8 @@ def create_order(payment):
 def query_order(payment):
     """Return the provider's view of the order, with a WeChat-style trade_state.
 
-    An Alipay order nobody has scanned yet does not exist there, which means
-    it is unpaid.
+    An Alipay order that no payer has scanned yet does not exist there,
+    which means it is unpaid.
     """
     if payment.provider == "alipay":
         try:

@@ -95,9 +95,9 @@ def test_poll_settles_lost_notification(client, homes, stack, app):
         stack.app.config["PUBLIC_URL"] = public_url
     client.pay_in_sandbox(payment["code_url"])
 
-    asked = payments.poll_pending(min_age_seconds=0, limit=10_000)
+    queried = payments.poll_pending(min_age_seconds=0, limit=10_000)
 
-    assert asked >= 1
+    assert queried >= 1
     stored = Payment.get_by_id(payment["payment_id"])
     assert stored.status == "paid"
     assert stored.checked_at is not None

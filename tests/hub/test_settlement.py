@@ -114,7 +114,7 @@ def test_late_payment_refund_is_sent(client, homes, stack, app):
         time.sleep(0.2)
         refund = Refund.get_by_id(refund.id)
 
-    # The sandbox answers PROCESSING first; the worker asks until it is done.
+    # The sandbox reports PROCESSING first, and the worker queries until SUCCESS.
     assert refund.status == "succeeded"
     assert refund.done_at is not None
     assert refund.provider_refund_id
