@@ -35,6 +35,14 @@ DEFAULTS = {
     "PARTNER_READ_TIMEOUT": 10.0,
     "OUTBOX_POLL_SECONDS": 1.0,
     "OUTBOX_MAX_BACKOFF_SECONDS": 3600,
+    "LOGIN_MAX_FAILURES": 5,
+    "LOGIN_LOCK_SECONDS": 900,
+    "LOGIN_RATE_LIMIT": "10 per minute",
+    "LOGIN_ADDRESS_RATE_LIMIT": "120 per minute",
+    "LOOKUP_RATE_LIMIT": "60 per minute",
+    "RATE_LIMIT_STORAGE_URL": "memory://",
+    "COUNTER_CONSENT_SECONDS": 8 * 3600,
+    "PAGE_SIZE_MAX": 100,
 }
 
 # Environment variables are LIANBAN_<KEY>, except the conventional DATABASE_URL.

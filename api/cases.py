@@ -6,9 +6,9 @@ from marshmallow import Schema, fields, validate
 
 from api import fields as api_fields
 from api import views
-from api.openapi import JSON_BODY_ERRORS, citizen_operation
-from api.security import citizen_required
-from services import cases, delegations, payments, wallets
+from api.openapi import JSON_BODY_ERRORS, bearer_operation
+from api.security import CASE_ROLES, caller_required
+from services import access, cases, payments, wallets
 
 blp = Blueprint("cases", __name__, description="A citizen's joint-handling cases")
 
@@ -45,176 +45,131 @@ class PaymentStartSchema(Schema):
 
 
 @blp.route("/cases", methods=["GET"])
-@citizen_required
-@citizen_operation(blp)
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp)
 @blp.response(200, views.CaseSummarySchema(many=True))
 def list_cases():
     """List my joint-handling cases"""
-    return [views.case_summary(case) for case in cases.cases_of(g.citizen)]
+    return [views.case_summary(case) for case in access.cases_for(g.caller)]
 
 
 @blp.route("/cases", methods=["POST"])
-@citizen_required
-@citizen_operation(blp, 404, 409, *JSON_BODY_ERRORS)
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404, 409, *JSON_BODY_ERRORS)
 @blp.arguments(OpenCaseSchema)
 @blp.response(201, views.CaseSchema)
 @blp.alt_response(200, schema=views.CaseSchema, description="The case already exists")
 def open_case(data):
     """Open the case of a registration business I own"""
-    case, created = cases.open_case(g.citizen, data["business_no"])
-    return views.case_view(case, g.citizen), 201 if created else 200
+    case, created = cases.open_case(g.caller, data["business_no"])
+    return views.case_view(case, g.caller), 201 if created else 200
 
 
 @blp.route("/cases/<int:case_id>", methods=["GET"])
-@citizen_required
-@citizen_operation(blp, 404)
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404)
 @blp.response(200, views.CaseSchema)
 def get_case(case_id):
     """Show a case with one transfer per utility account"""
-    return views.case_view(cases.load_case(g.citizen, case_id), g.citizen)
+    return views.case_view(access.case_for(g.caller, case_id), g.caller)
 
 
 @blp.route("/cases/<int:case_id>/accounts", methods=["GET"])
-@citizen_required
-@citizen_operation(blp, 404)
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404)
 @blp.response(200, views.TransferSchema(many=True))
 def list_accounts(case_id):
     """List the utility accounts of the home, personal data masked"""
-    case = cases.load_case(g.citizen, case_id)
+    case = access.case_for(g.caller, case_id)
     if case.status == "open":
         for transfer in list(case.transfers):
             cases.refresh_holder(transfer)
-    return views.transfer_views(case, g.citizen)
+    return views.transfer_views(case, g.caller)
 
 
 @blp.route("/cases/<int:case_id>/accounts", methods=["POST"])
-@citizen_required
-@citizen_operation(blp, 404, 409, 422, 502, *JSON_BODY_ERRORS)
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404, 409, 422, 502, *JSON_BODY_ERRORS)
 @blp.arguments(AddAccountSchema)
 @blp.response(201, views.TransferSchema)
 def add_account(data, case_id):
     """Add an account that is not linked to the home, checked with its utility"""
-    case = cases.load_case(g.citizen, case_id)
+    case = access.case_for(g.caller, case_id, "add_account")
     transfer = cases.add_account(case, data["service_org"], data["account_no"])
-    return views.transfer_view(transfer, g.citizen)
+    return views.transfer_view(transfer, g.caller)
 
 
 @blp.route(
     "/cases/<int:case_id>/transfers/<int:transfer_id>/confirmation", methods=["POST"]
 )
-@citizen_required
-@citizen_operation(blp, 404, 409, *JSON_BODY_ERRORS)
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404, 409, *JSON_BODY_ERRORS)
 @blp.arguments(EmptySchema, required=False)
 @blp.response(200, views.TransferSchema)
 def confirm_account(data, case_id, transfer_id):
     """Confirm the account's information (是否确认用户信息)"""
-    transfer = cases.load_transfer(g.citizen, case_id, transfer_id)
-    return views.transfer_view(cases.confirm_account(transfer), g.citizen)
+    transfer = access.transfer_for(g.caller, case_id, transfer_id, "confirm")
+    return views.transfer_view(cases.confirm_account(transfer), g.caller)
 
 
 @blp.route(
     "/cases/<int:case_id>/transfers/<int:transfer_id>/agreement", methods=["POST"]
 )
-@citizen_required
-@citizen_operation(blp, 404, 409, *JSON_BODY_ERRORS)
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404, 409, *JSON_BODY_ERRORS)
 @blp.arguments(AcceptAgreementSchema)
 @blp.response(200, views.TransferSchema)
 def accept_agreement(data, case_id, transfer_id):
     """Accept the current version of the utility's transfer agreement"""
-    transfer = cases.load_transfer(g.citizen, case_id, transfer_id)
+    transfer = access.transfer_for(g.caller, case_id, transfer_id, "agreement")
     transfer = cases.accept_agreement(transfer, data["version"])
-    return views.transfer_view(transfer, g.citizen)
+    return views.transfer_view(transfer, g.caller)
 
 
 @blp.route("/cases/<int:case_id>/arrears", methods=["GET"])
-@citizen_required
-@citizen_operation(blp, 404)
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404)
 @blp.response(200, views.ArrearsSchema(many=True))
 def get_arrears(case_id):
     """Show the arrears of each account, fresh from each utility"""
-    case = cases.load_case(g.citizen, case_id)
+    case = access.case_for(g.caller, case_id)
     return cases.fetch_arrears(case)
 
 
 @blp.route(
     "/cases/<int:case_id>/transfers/<int:transfer_id>/payments", methods=["POST"]
 )
-@citizen_required
-@citizen_operation(blp, 404, 409, 502, *JSON_BODY_ERRORS)
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404, 409, 502, *JSON_BODY_ERRORS)
 @blp.arguments(PaymentStartSchema, required=False)
 @blp.response(201, views.PaymentSchema)
 @blp.alt_response(200, schema=views.PaymentSchema, description="A payable order exists")
 def start_payment(data, case_id, transfer_id):
     """Start paying the account's arrears; returns the QR content"""
-    transfer = cases.load_transfer(g.citizen, case_id, transfer_id)
+    transfer = access.transfer_for(g.caller, case_id, transfer_id, "pay")
     provider = (data or {}).get("provider", "wechatpay")
     payment, created = payments.start_payment(transfer, provider)
     return payment, 201 if created else 200
 
 
 @blp.route("/cases/<int:case_id>/submission", methods=["POST"])
-@citizen_required
-@citizen_operation(blp, 404, 409, *JSON_BODY_ERRORS)
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404, 409, *JSON_BODY_ERRORS)
 @blp.arguments(EmptySchema, required=False)
 @blp.response(200, views.CaseSchema)
 def submit_case(data, case_id):
     """Submit the case for joint handling"""
-    case = cases.submit_case(cases.load_case(g.citizen, case_id))
-    view = views.case_view(case, g.citizen)
+    case = cases.submit_case(access.case_for(g.caller, case_id, "submit"))
+    view = views.case_view(case, g.caller)
     view["warnings"] = cases.arrears_warnings(case)
     return view
 
 
 @blp.route("/cases/<int:case_id>/progress", methods=["GET"])
-@citizen_required
-@citizen_operation(blp, 404)
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404)
 @blp.response(200, views.ProgressSchema)
 def get_progress(case_id):
     """Show the timeline of each transfer, with return reasons"""
-    case = cases.load_case(g.citizen, case_id)
+    case = access.case_for(g.caller, case_id)
     return views.progress_view(case)
-
-
-class DelegationSchema(Schema):
-    agency_name = fields.String(required=True, validate=validate.Length(min=2, max=100))
-    agency_credit_code = fields.String(
-        required=True, validate=validate.Length(equal=18)
-    )
-    scope = fields.List(
-        fields.String(validate=validate.OneOf(delegations.SCOPES)),
-        required=True,
-        validate=validate.Length(min=1),
-    )
-    expires_at = fields.AwareDateTime(required=True)
-
-
-class DelegationView(Schema):
-    delegation_id = fields.Integer(attribute="id")
-    case_id = fields.Integer(attribute="case_id")
-    agency_name = fields.String()
-    agency_credit_code = fields.String()
-    scope = fields.Function(lambda d: d.scope.split(","))
-    expires_at = api_fields.LocalDateTime()
-    created_at = api_fields.LocalDateTime()
-    warnings = fields.List(
-        fields.String(),
-        metadata={"description": "Accepted values that deserve a second look"},
-    )
-
-
-@blp.route("/cases/<int:case_id>/delegations", methods=["POST"])
-@citizen_required
-@citizen_operation(blp, 404, 409, 422, *JSON_BODY_ERRORS)
-@blp.arguments(DelegationSchema)
-@blp.response(201, DelegationView)
-def grant_delegation(data, case_id):
-    """Authorise an agency to act on this case"""
-    case = cases.load_case(g.citizen, case_id)
-    return delegations.grant(
-        case,
-        g.citizen,
-        data["agency_name"],
-        data["agency_credit_code"],
-        data["scope"],
-        data["expires_at"],
-    )

@@ -28,8 +28,9 @@ SECURITY_SCHEMES = {
         "scheme": "bearer",
         "bearerFormat": "JWT",
         "description": (
-            "The access token from POST /api/v1/auth/miniprogram-login or "
-            "POST /api/v1/auth/refresh, sent as `Authorization: Bearer <token>`."
+            "The access token from POST /api/v1/auth/miniprogram-login (citizens), "
+            "POST /api/v1/auth/login (staff) or POST /api/v1/auth/refresh, sent "
+            "as `Authorization: Bearer <token>`."
         ),
     },
     PARTNER_SIGNATURE: {
@@ -59,6 +60,11 @@ SECURITY_SCHEMES = {
 ERROR_DESCRIPTIONS = {
     400: "The body is not valid JSON, or it is nested too deeply.",
     401: "Authentication failed, and `code` names the reason.",
+    403: (
+        "The caller's role may not use this operation, an agency's delegation "
+        "does not cover this step, or a staff member must first change a "
+        "one-time password. `code` names which."
+    ),
     404: "The object does not exist, or the caller may not see it.",
     409: (
         "The request clashes with the current state, such as a step taken out "
@@ -67,13 +73,17 @@ ERROR_DESCRIPTIONS = {
     413: "The request body is larger than the MAX_CONTENT_LENGTH setting allows.",
     415: "A request body was sent without `Content-Type: application/json`.",
     422: "A value in the request is invalid. `errors` names it where possible.",
+    429: (
+        "Too many requests from this caller; wait for the seconds in the "
+        "Retry-After header."
+    ),
     502: (
         "A partner system (a utility, the identity provider or WeChat Pay) "
         "failed or timed out."
     ),
 }
 
-CITIZEN_UNAUTHORIZED = "The bearer token is missing, expired or invalid."
+BEARER_UNAUTHORIZED = "The bearer token is missing, expired or invalid."
 PARTNER_UNAUTHORIZED = (
     "The signature headers are missing, expired or wrong, the partner may not "
     "call this operation, or the message id was used before."
@@ -120,13 +130,13 @@ def _json_number(value):
     return float(value)
 
 
-def citizen_operation(blp, *statuses):
-    """Document an operation that takes a citizen's bearer token.
+def bearer_operation(blp, *statuses):
+    """Document an operation that takes a citizen's or staff member's bearer token.
 
-    401 is added to the error `statuses`.
+    401 and 403 are added to the error `statuses`.
     """
     security = [{BEARER_AUTH: []}]
-    return _operation(blp, security, (401, *statuses), {401: CITIZEN_UNAUTHORIZED})
+    return _operation(blp, security, (401, 403, *statuses), {401: BEARER_UNAUTHORIZED})
 
 
 def partner_operation(blp, *statuses):

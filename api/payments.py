@@ -8,8 +8,8 @@ from marshmallow import Schema, fields
 
 from api import views
 from api.errors import takes_raw_body
-from api.openapi import citizen_operation, public_operation
-from api.security import citizen_required
+from api.openapi import bearer_operation, public_operation
+from api.security import CASE_ROLES, caller_required
 from payments import alipay, qr, wechatpay
 from payments.errors import InvalidNotification, QRContentTooLong
 from services import payments, settlement, wallets
@@ -78,17 +78,17 @@ NOTIFICATION_BODY = {
 
 
 @blp.route("/payments/<int:payment_id>", methods=["GET"])
-@citizen_required
-@citizen_operation(blp, 404)
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404)
 @blp.response(200, views.PaymentSchema)
 def get_payment(payment_id):
     """Show a payment's status, asking the provider while it is pending"""
-    payment = payments.load_payment(g.citizen, payment_id)
+    payment = payments.load_payment(g.caller, payment_id)
     return payments.refresh_payment(payment)
 
 
 def _qr_content(payment_id):
-    payment = payments.load_payment(g.citizen, payment_id)
+    payment = payments.load_payment(g.caller, payment_id)
     if payment.status != "pending" or not payment.code_url:
         raise Conflict(
             "payment_not_payable",
@@ -109,8 +109,8 @@ def _draw(render, payment_id):
 
 
 @blp.route("/payments/<int:payment_id>/qr.png", methods=["GET"])
-@citizen_required
-@citizen_operation(blp, 404, 409, 422)
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404, 409, 422)
 @blp.response(
     200,
     {"type": "string", "format": "binary"},
@@ -126,8 +126,8 @@ def get_qr_png(payment_id):
 
 
 @blp.route("/payments/<int:payment_id>/qr.svg", methods=["GET"])
-@citizen_required
-@citizen_operation(blp, 404, 409, 422)
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404, 409, 422)
 @blp.response(
     200,
     {"type": "string"},

@@ -1,4 +1,4 @@
-"""Caller authentication: citizens by bearer token, partners by signature."""
+"""Caller authentication: people by bearer token, partners by signature."""
 
 import functools
 import logging
@@ -13,8 +13,9 @@ from partners.signing import (
     read_headers,
     verify_signature,
 )
-from services import tokens
-from services.errors import Unauthorized
+from services import access, tokens
+from services import staff as staff_service
+from services.errors import Forbidden, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +30,43 @@ def bearer_token():
     return token.strip()
 
 
-def citizen_required(view):
-    """Load the calling citizen into `g.citizen`, or raise 401."""
+def caller_required(*roles, allow_password_change=False):
+    """Load the caller into `g.caller`, or raise 401 or 403.
 
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        g.citizen = tokens.citizen_from_access_token(bearer_token())
-        return view(*args, **kwargs)
+    401 answers a missing or invalid token, 403 a role not in `roles`. Staff
+    whose password is a one-time one may do nothing but change it.
+    """
 
-    return wrapper
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            g.caller = access.caller_for(tokens.holder_of_access_token(bearer_token()))
+            if g.caller.role not in roles:
+                log.info("role refused role=%s roles=%s", g.caller.role, roles)
+                raise Forbidden(
+                    "role_forbidden",
+                    f"您的身份（{ROLE_LABELS.get(g.caller.role, g.caller.role)}）"
+                    "不能使用此功能。",
+                )
+            staff = g.caller.staff
+            if staff is not None and staff.must_change_password:
+                if not allow_password_change:
+                    raise Forbidden(
+                        "password_change_required",
+                        "首次登录或密码被重置后，请先修改密码"
+                        "（POST /api/v1/auth/password）。",
+                    )
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+ROLE_LABELS = {"citizen": "业主", **staff_service.ROLES}
+
+# Roles that act on a case through the citizen endpoints.
+CASE_ROLES = ("citizen", "agent", "window")
 
 
 def signed_by(*partner_kinds):

@@ -11,6 +11,7 @@ from models.cases import (
 from models.outbox import OutboxMessage, PartnerMessage
 from models.payments import Payment, Refund
 from models.registry import Business, Party, Unit, UnitCode
+from models.staff import CaseAction, CounterConsent, LookupRecord, Organisation, Staff
 from models.utilities import AccountLink, Agreement, Utility
 
 ALL_MODELS = (
@@ -27,6 +28,11 @@ ALL_MODELS = (
     Transfer,
     TransferEvent,
     Delegation,
+    Organisation,
+    Staff,
+    CounterConsent,
+    CaseAction,
+    LookupRecord,
     Payment,
     Refund,
     OutboxMessage,

@@ -25,7 +25,10 @@ class RefreshToken(BaseModel):
     """An issued refresh token; each is used once and then replaced."""
 
     jti = peewee.CharField(max_length=64, unique=True)
-    citizen = peewee.ForeignKeyField(Citizen, backref="refresh_tokens")
+    citizen = peewee.ForeignKeyField(Citizen, backref="refresh_tokens", null=True)
+    # Staff tokens name the staff member instead; the table is shared so that
+    # refresh and revocation work the same for everyone.
+    staff_id = peewee.IntegerField(null=True, index=True)
     # Every token refreshed from one login shares a family, so that a stolen
     # token used twice revokes the thief's copies as well as the owner's.
     family = peewee.CharField(max_length=32, index=True, null=True)
@@ -39,7 +42,9 @@ class Case(BaseModel):
     """Joint handling of one registration business."""
 
     business = peewee.ForeignKeyField(Business, backref="cases", unique=True)
-    citizen = peewee.ForeignKeyField(Citizen, backref="cases")
+    # The owner who opened the case, or on whose behalf an agency opened it;
+    # empty when registry window staff opened it for someone at the counter.
+    citizen = peewee.ForeignKeyField(Citizen, backref="cases", null=True)
     status = peewee.CharField(max_length=16, default="open")
     opened_at = peewee.DateTimeField(default=utcnow)
     submitted_at = peewee.DateTimeField(null=True)
@@ -75,6 +80,8 @@ class TransferEvent(BaseModel):
     transfer = peewee.ForeignKeyField(Transfer, backref="events", on_delete="CASCADE")
     status = peewee.CharField(max_length=32)
     actor = peewee.CharField(max_length=16)
+    # The agency or window that acted for the applicant, shown on the timeline.
+    actor_name = peewee.CharField(max_length=100, null=True)
     note = peewee.TextField(null=True)
     return_reason = peewee.TextField(null=True)
     occurred_at = peewee.DateTimeField(default=utcnow)
@@ -83,11 +90,16 @@ class TransferEvent(BaseModel):
 class Delegation(BaseModel):
     """An owner's authorisation for an agency to act on a case."""
 
-    case = peewee.ForeignKeyField(Case, backref="delegations", on_delete="CASCADE")
+    business = peewee.ForeignKeyField(Business, backref="delegations")
+    # Empty when granted before the case was opened, so the agency may open it.
+    case = peewee.ForeignKeyField(
+        Case, backref="delegations", on_delete="CASCADE", null=True
+    )
     granted_by = peewee.ForeignKeyField(Citizen)
     agency_name = peewee.CharField(max_length=100)
     agency_credit_code = peewee.CharField(max_length=18)
     scope = peewee.CharField(max_length=200)
     expires_at = peewee.DateTimeField()
     revoked_at = peewee.DateTimeField(null=True)
+    revoked_by = peewee.ForeignKeyField(Citizen, null=True, backref="+")
     created_at = peewee.DateTimeField(default=utcnow)

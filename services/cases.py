@@ -7,75 +7,52 @@ from flask import g
 
 from domain.addresses import same_flat
 from domain.identifiers import InvalidIdentifier, fold_width, normalise_resident_id
-from models import AccountLink, Agreement, Business, Case, Party, Transfer, Utility
-from models.base import is_storable_id, utcnow
+from models import (
+    AccountLink,
+    Agreement,
+    Business,
+    Case,
+    CounterConsent,
+    Delegation,
+    Party,
+    Transfer,
+    Utility,
+)
+from models.base import utcnow
 from models.db import locked, retry_on_race, transaction
 from models.fields import data_keys
 from partners.http import PartnerError
 from partners.utilities import AccountNotFound
-from services import delivery, timeline
+from services import access, delivery, timeline
 from services.errors import Conflict, Invalid, NotFound, PartnerUnavailable
 
 log = logging.getLogger(__name__)
 
-CASE_NOT_FOUND = ("case_not_found", "联办事项不存在，或您不是该不动产的权利人。")
+BUSINESS_NOT_FOUND = (
+    "business_not_found",
+    "未找到该登记业务号，或您不是该业务的权利人、也没有权利人的授权；请核对业务号。",
+)
 
 
-def owner_indexes(business):
-    query = Party.select(Party.id_index).where(
-        (Party.business == business) & (Party.role == "owner")
-    )
-    return {party.id_index for party in query}
+def open_case(caller, business_no):
+    """Open the case of a business; return (case, created).
 
-
-def cases_of(citizen):
-    """Return the cases of every business that names `citizen` as an owner."""
-    businesses = Party.select(Party.business).where(
-        (Party.id_index == citizen.id_index) & (Party.role == "owner")
-    )
-    return (
-        Case.select()
-        .where(Case.business.in_(businesses))
-        .order_by(Case.opened_at.desc())
-    )
-
-
-def load_case(citizen, case_id):
-    """Return the case if `citizen` is one of its owners, else raise NotFound.
-
-    A case the caller may not see gets the same response as one that does not
-    exist, so ids reveal nothing.
+    Its owners may open it, an agency with a live delegation from one of them,
+    and registry window staff with the consent of one of them.
     """
-    case = Case.get_or_none(Case.id == case_id) if is_storable_id(case_id) else None
-    if case is None or citizen.id_index not in owner_indexes(case.business):
-        raise NotFound(*CASE_NOT_FOUND)
-    g.case_id = case.id
-    return case
-
-
-def load_transfer(citizen, case_id, transfer_id):
-    case = load_case(citizen, case_id)
-    transfer = None
-    if is_storable_id(transfer_id):
-        transfer = Transfer.get_or_none(
-            (Transfer.id == transfer_id) & (Transfer.case == case)
-        )
-    if transfer is None:
-        raise NotFound("transfer_not_found", "该联办事项下没有此户号的过户记录。")
-    return transfer
-
-
-def open_case(citizen, business_no):
-    """Open the case of a business for one of its owners; return (case, created)."""
     business = Business.get_or_none(Business.business_no == business_no)
-    if business is None or citizen.id_index not in owner_indexes(business):
-        raise NotFound(
-            "business_not_found",
-            "未找到该登记业务号，或您不是该业务的权利人；请核对业务号。",
-        )
+    authority = business and access.authority_over(caller, business)
+    if authority is None:
+        raise NotFound(*BUSINESS_NOT_FOUND)
     if business.registration_status == "withdrawn":
         raise Conflict("business_withdrawn", "该登记业务已撤回，不能办理过户。")
-    case, created = retry_on_race(lambda: _create_case(business, citizen))
+    g.authority = authority
+    on_behalf_of = caller.citizen
+    if authority.delegation is not None:
+        on_behalf_of = authority.delegation.granted_by
+    case, created = retry_on_race(
+        lambda: _create_case(business, on_behalf_of, authority)
+    )
     g.case_id = case.id
     if created:
         log.info("case opened case=%s business_no=%s", case.id, business_no)
@@ -86,7 +63,7 @@ def open_case(citizen, business_no):
     return case, created
 
 
-def _create_case(business, citizen):
+def _create_case(business, citizen, authority):
     with transaction():
         case = Case.get_or_none(Case.business == business)
         if case is not None:
@@ -95,6 +72,16 @@ def _create_case(business, citizen):
         links = list(AccountLink.select().where(AccountLink.unit == business.unit))
         for link in links:
             _new_transfer(case, link.utility, link.account_no, link, added=False)
+        # A delegation or consent given before the case existed now names it.
+        if authority.delegation is not None:
+            Delegation.update(case=case).where(
+                (Delegation.business == business) & Delegation.case.is_null()
+            ).execute()
+        if authority.consent is not None:
+            CounterConsent.update(case=case).where(
+                (CounterConsent.business == business) & CounterConsent.case.is_null()
+            ).execute()
+        access.record_action(case, "open")
     return case, True
 
 
@@ -106,7 +93,7 @@ def _new_transfer(case, utility, account_no, link, added):
         account=link,
         added_by_applicant=added,
     )
-    timeline.record(transfer, "opened", "applicant")
+    timeline.record(transfer, "opened")
     return transfer
 
 
@@ -233,7 +220,9 @@ def _link_and_add(case, utility, account_no, account):
             link.unit = case.business.unit
         link.updated_at = utcnow()
         link.save()
-        return _new_transfer(case, utility, account_no, link, added=True)
+        transfer = _new_transfer(case, utility, account_no, link, added=True)
+        access.record_action(case, "add_account", transfer)
+        return transfer
 
 
 def _held_by_party(business, account):
@@ -310,7 +299,8 @@ def confirm_account(transfer):
         if not won:
             raise Conflict("already_confirmed", "该户号已确认过，无需重复确认。")
         transfer = Transfer.get_by_id(transfer.id)
-        timeline.record(transfer, "confirmed", "applicant")
+        timeline.record(transfer, "confirmed")
+        access.record_action(transfer.case, "confirm", transfer)
     return transfer
 
 
@@ -376,8 +366,10 @@ def accept_agreement(transfer, version):
         timeline.record(
             transfer,
             "agreement_accepted",
-            "applicant",
             note=f"{timeline.NOTES['agreement_accepted']}（第 {version} 版）",
+        )
+        access.record_action(
+            transfer.case, "agreement", transfer, version=agreement.version
         )
     return transfer
 
@@ -452,7 +444,8 @@ def submit_case(case):
         case.submitted_at = utcnow()
         case.save()
         for transfer in transfers:
-            timeline.record(transfer, "submitted", "applicant")
+            timeline.record(transfer, "submitted")
+        access.record_action(case, "submit")
         if case.business.registration_status == "completed":
             delivery.queue_case_pushes(case)
     delivery.wake_worker.set()

@@ -12,7 +12,7 @@ from models.base import is_storable_id, utcnow
 from models.db import transaction
 from partners.http import PartnerError
 from payments.errors import PaymentError
-from services import delivery, settlement, wallets
+from services import access, delivery, settlement, wallets
 from services.errors import Conflict, NotFound, PartnerUnavailable
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,14 @@ def _create(transfer, amount_fen, read_at, provider):
                 expires_at=expires_at,
                 status="creating",
             )
+            access.record_action(
+                transfer.case,
+                "pay",
+                transfer,
+                payment=payment.id,
+                provider=provider,
+                amount_fen=amount_fen,
+            )
     except peewee.IntegrityError:
         # The partial unique index allows one open order per transfer, so a
         # concurrent request is creating the order already.
@@ -174,16 +182,14 @@ def close_payment(payment):
     log.info("payment closed payment=%s", payment.id)
 
 
-def load_payment(citizen, payment_id):
-    from services.cases import load_case
-
+def load_payment(caller, payment_id):
     payment = None
     if is_storable_id(payment_id):
         payment = Payment.get_or_none(Payment.id == payment_id)
     if payment is None:
         raise NotFound("payment_not_found", "缴费记录不存在。")
     try:
-        load_case(citizen, payment.transfer.case_id)
+        access.case_for(caller, payment.transfer.case_id)
     except NotFound:
         raise NotFound("payment_not_found", "缴费记录不存在。") from None
     return payment

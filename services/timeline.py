@@ -2,6 +2,7 @@
 
 from models import TransferEvent
 from models.base import utcnow
+from services import access
 
 # Transfer status, its label for the applicant, and whether it is final.
 STATUSES = {
@@ -36,8 +37,17 @@ def is_final(status):
     return STATUSES.get(status, (status, False))[1]
 
 
-def record(transfer, status, actor, note=None, return_reason=None):
-    """Append a timeline entry, and change the transfer's status if `status` is one."""
+def record(transfer, status, actor=None, note=None, return_reason=None):
+    """Append a timeline entry, and change the transfer's status if `status` is one.
+
+    `actor` defaults to whoever the current request acts as: the applicant, or
+    the agency or window acting for them, whose name the entry keeps.
+    """
+    authority = access.current()
+    actor_name = None
+    if actor is None:
+        actor = authority.actor_role
+        actor_name = authority.actor_name
     if status in STATUSES and status != transfer.status:
         transfer.status = status
         transfer.return_reason = return_reason
@@ -47,6 +57,7 @@ def record(transfer, status, actor, note=None, return_reason=None):
         transfer=transfer,
         status=status,
         actor=actor,
+        actor_name=actor_name,
         note=note,
         return_reason=return_reason,
     )

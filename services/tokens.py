@@ -2,8 +2,9 @@
 
 The server fixes one algorithm (HS256) and never reads it from the token.
 Expiry, issuer, audience and the token kind (`typ` claim) are always checked.
-Refresh tokens are single use: each refresh replaces the pair, and a refresh
-token presented twice is rejected.
+Citizens and staff share the scheme; `sub` names which (`citizen:ID` or
+`staff:ID`). Refresh tokens are single use: each refresh replaces the pair,
+and a refresh token presented twice is rejected.
 """
 
 import logging
@@ -13,7 +14,7 @@ from datetime import timedelta
 import jwt
 from flask import current_app
 
-from models import Citizen, RefreshToken
+from models import Citizen, RefreshToken, Staff
 from models.base import parse_id, utcnow
 from models.db import transaction
 from services.errors import Unauthorized
@@ -39,21 +40,35 @@ def _encode(subject, kind, seconds, jti, family):
     return jwt.encode(claims, current_app.config["SECRET_KEY"], algorithm=ALGORITHM)
 
 
-def issue_pair(citizen, family=None):
-    """Return a new access and refresh token for `citizen`.
+def subject_of(holder):
+    """Return the `sub` claim for a citizen or a staff member."""
+    kind = "staff" if isinstance(holder, Staff) else "citizen"
+    return f"{kind}:{holder.id}"
+
+
+def _owned_by(holder):
+    if isinstance(holder, Staff):
+        return RefreshToken.staff_id == holder.id
+    return RefreshToken.citizen == holder
+
+
+def issue_pair(holder, family=None):
+    """Return a new access and refresh token for a citizen or staff member.
 
     A login starts a new token family; a refresh passes the family on.
     """
     config = current_app.config
     refresh_jti = uuid.uuid4().hex
     family = family or uuid.uuid4().hex
+    is_staff = isinstance(holder, Staff)
     RefreshToken.create(
         jti=refresh_jti,
-        citizen=citizen,
+        citizen=None if is_staff else holder,
+        staff_id=holder.id if is_staff else None,
         family=family,
         expires_at=utcnow() + timedelta(seconds=config["REFRESH_TOKEN_SECONDS"]),
     )
-    subject = f"citizen:{citizen.id}"
+    subject = subject_of(holder)
     return {
         "access_token": _encode(
             subject,
@@ -91,12 +106,12 @@ def decode(token, kind):
     return claims
 
 
-def citizen_from_access_token(token):
-    """Return the citizen an access token names."""
+def holder_of_access_token(token):
+    """Return the citizen or staff member an access token names."""
     claims = decode(token, "access")
-    citizen = _citizen(claims["sub"])
+    holder = _holder(claims["sub"])
     _check_family(claims)
-    return citizen
+    return holder
 
 
 def _check_family(claims):
@@ -112,39 +127,51 @@ def _check_family(claims):
         raise Unauthorized("token_revoked", "登录凭证已失效，请重新登录。")
 
 
-def _citizen(subject):
+def _holder(subject):
     kind, _, raw_id = str(subject).partition(":")
-    citizen_id = parse_id(raw_id)
-    citizen = None
-    if kind == "citizen" and citizen_id is not None:
-        citizen = Citizen.get_or_none(Citizen.id == citizen_id)
-    if citizen is None:
+    holder_id = parse_id(raw_id)
+    holder = None
+    if kind == "citizen" and holder_id is not None:
+        holder = Citizen.get_or_none(Citizen.id == holder_id)
+    elif kind == "staff" and holder_id is not None:
+        holder = Staff.get_or_none((Staff.id == holder_id) & (Staff.active == True))  # noqa: E712
+    if holder is None:
         raise Unauthorized("token_invalid", "登录凭证无效，请重新登录。")
-    return citizen
+    return holder
 
 
 def refresh_pair(token):
     """Spend a refresh token and return a new pair."""
     claims = decode(token, "refresh")
-    citizen = _citizen(claims["sub"])
+    holder = _holder(claims["sub"])
     _check_family(claims)
     with transaction():
         spent = (
             RefreshToken.update(used_at=utcnow())
             .where(
                 (RefreshToken.jti == claims["jti"])
-                & (RefreshToken.citizen == citizen)
+                & _owned_by(holder)
                 & RefreshToken.used_at.is_null()
             )
             .execute()
         )
         if spent == 1:
-            return issue_pair(citizen, family=claims["fam"])
+            return issue_pair(holder, family=claims["fam"])
         # A refresh token used twice was copied, so the whole family is revoked
         # and the copy used first loses access too.
         RefreshToken.update(revoked_at=utcnow()).where(
             (RefreshToken.family == str(claims["fam"]))
             & RefreshToken.revoked_at.is_null()
         ).execute()
-    log.warning("refresh token reused; family revoked citizen=%s", citizen.id)
+    log.warning("refresh token reused; family revoked sub=%s", subject_of(holder))
     raise Unauthorized("token_reused", "登录凭证已使用过，请重新登录。")
+
+
+def revoke_all(holder):
+    """Revoke every token family of `holder`, ending each of its sessions."""
+    families = RefreshToken.select(RefreshToken.family).where(_owned_by(holder))
+    return (
+        RefreshToken.update(revoked_at=utcnow())
+        .where(RefreshToken.family.in_(families) & RefreshToken.revoked_at.is_null())
+        .execute()
+    )

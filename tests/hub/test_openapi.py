@@ -4,7 +4,7 @@ import pytest
 import requests
 
 # The fixed paths that mini-programs, agencies, the registry and utilities are
-# written against, with the methods each one takes.
+# written against, with the methods each one must take.
 CONTRACT = {
     "/cases": {"get", "post"},
     "/cases/{case_id}": {"get"},
@@ -20,7 +20,10 @@ CONTRACT = {
     "/cases/{case_id}/submission": {"post"},
     "/cases/{case_id}/progress": {"get"},
     "/cases/{case_id}/delegations": {"post"},
+    "/lookup/cases": {"get"},
+    "/lookup/cases/{case_id}": {"get"},
     "/auth/miniprogram-login": {"post"},
+    "/auth/login": {"post"},
     "/auth/refresh": {"post"},
     "/registry/businesses/{business_no}": {"put"},
     "/partner/feedback": {"post"},
@@ -46,7 +49,7 @@ def test_openapi_lists_path(spec, path, methods):
     served = spec["paths"].get("/api/v1" + path)
 
     assert served is not None, sorted(spec["paths"])
-    assert set(served) & HTTP_METHODS == methods
+    assert methods <= set(served) & HTTP_METHODS
 
 
 @pytest.mark.parametrize("path", [p for p in CONTRACT if "{" in p], ids=str)

@@ -130,6 +130,7 @@ def test_public_operations(spec):
 
     assert public == {
         "POST /api/v1/auth/miniprogram-login",
+        "POST /api/v1/auth/login",
         "POST /api/v1/auth/refresh",
         "GET /api/v1/agreements/{service_org}",
         "POST /api/v1/payments/notify/wechatpay",
@@ -137,7 +138,7 @@ def test_public_operations(spec):
     }
 
 
-def test_citizen_operations_document_401(spec):
+def test_bearer_operations_document_401_and_403(spec):
     citizen = [
         (path, method, operation)
         for path, method, operation in operations(spec)
@@ -146,7 +147,7 @@ def test_citizen_operations_document_401(spec):
     missing = [
         label(path, method)
         for path, method, operation in citizen
-        if "401" not in operation["responses"]
+        if not {"401", "403"} <= set(operation["responses"])
     ]
 
     assert len(citizen) >= 15

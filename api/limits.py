@@ -1,0 +1,46 @@
+"""Rate limits per caller, kept in memory for one process or in Redis for several.
+
+Staff login is limited per username and per client address, on top of the
+account lockout; lookups are limited per staff member. The limits are
+settings (LOGIN_RATE_LIMIT, LOGIN_ADDRESS_RATE_LIMIT, LOOKUP_RATE_LIMIT) and a
+refusal is a 429 in the API's error shape with a Retry-After header.
+"""
+
+from flask import current_app, g, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+
+limiter = Limiter(key_func=get_remote_address)
+
+
+def init_app(app):
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["RATE_LIMIT_STORAGE_URL"])
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter.init_app(app)
+
+
+def _setting(name):
+    return lambda: current_app.config[name]
+
+
+def _username():
+    body = request.get_json(silent=True)
+    name = body.get("username") if isinstance(body, dict) else None
+    return f"login:{str(name).strip().lower()[:64]}" if name else "login:-"
+
+
+def _caller():
+    return f"caller:{getattr(g, 'caller', None) or get_remote_address()}"
+
+
+login_per_username = limiter.limit(
+    _setting("LOGIN_RATE_LIMIT"), key_func=_username, scope="login-username"
+)
+login_per_address = limiter.limit(
+    _setting("LOGIN_ADDRESS_RATE_LIMIT"),
+    key_func=lambda: f"login-address:{get_remote_address()}",
+    scope="login-address",
+)
+lookup_per_caller = limiter.limit(
+    _setting("LOOKUP_RATE_LIMIT"), key_func=_caller, scope="lookup"
+)
