@@ -1,5 +1,6 @@
 """The `lianban` command: serve, demo, worker, and operators' tools."""
 
+import contextlib
 import logging
 import signal
 import sys
@@ -7,6 +8,7 @@ import threading
 from pathlib import Path
 
 import click
+import peewee
 
 from api.requestlog import configure_logging
 
@@ -253,6 +255,194 @@ def agreement_publish(utility_code, body, title):
                 "run `lianban db upgrade` or start `lianban serve` once."
             ) from None
     click.echo(f"published {utility_code} agreement version {published.version}")
+
+
+@main.group()
+def org():
+    """Organisations whose staff use the service."""
+
+
+@org.command("add")
+@click.argument(
+    "kind",
+    type=click.Choice(
+        ["agency", "service_desk", "registry_window", "utility", "operator"]
+    ),
+)
+@click.argument("name")
+@click.option(
+    "--credit-code", help="Unified social credit code; required for an agency."
+)
+@click.option(
+    "--utility",
+    "utility_code",
+    help="Utility code (such as water); required for a utility.",
+)
+def org_add(kind, name, credit_code, utility_code):
+    """Register an organisation of KIND named NAME."""
+    from services import staff
+
+    with _database():
+        created = _run(
+            lambda: staff.create_organisation(kind, name, credit_code, utility_code)
+        )
+    click.echo(f"organisation {created.id} {created.kind} {created.name}")
+
+
+@org.command("list")
+def org_list():
+    """List the organisations."""
+    from models import Organisation
+
+    with _database():
+        for item in Organisation.select().order_by(Organisation.id):
+            extra = item.credit_code or (item.utility and item.utility.code) or ""
+            click.echo(f"{item.id}\t{item.kind}\t{item.name}\t{extra}")
+
+
+@main.group()
+def staff():
+    """Staff accounts: create, unlock, reset passwords, deactivate."""
+
+
+@staff.command("add")
+@click.argument("username")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["agent", "service", "window", "utility", "admin"]),
+)
+@click.option(
+    "--org", "organisation", required=True, help="Organisation id or exact name."
+)
+@click.option("--name", "display_name", required=True, help="The person's name.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input; otherwise a one-time password "
+    "is generated, printed once and must be changed at first login.",
+)
+def staff_add(username, role, organisation, display_name, password_stdin):
+    """Create a staff account USERNAME."""
+    from services import staff as accounts
+
+    password = (
+        click.get_text_stream("stdin").readline().rstrip("\n")
+        if password_stdin
+        else None
+    )
+    with _database():
+        member, one_time = _run(
+            lambda: accounts.create_staff(
+                username, role, _organisation(organisation), display_name, password
+            )
+        )
+    click.echo(f"staff {member.id} {member.username} {member.role}")
+    if one_time:
+        click.echo(
+            f"one-time password (shown once; change it at first login): {one_time}"
+        )
+
+
+@staff.command("list")
+def staff_list():
+    """List staff accounts, without their names."""
+    from models import Staff
+    from models.base import utcnow
+
+    with _database():
+        for member in Staff.select().order_by(Staff.id):
+            state = "active" if member.active else "inactive"
+            if member.locked_until and member.locked_until > utcnow():
+                state = "locked"
+            click.echo(
+                f"{member.id}\t{member.username}\t{member.role}\t"
+                f"{member.organisation.name}\t{state}"
+            )
+
+
+@staff.command("unlock")
+@click.argument("username")
+def staff_unlock(username):
+    """Lift the lockout after repeated wrong passwords."""
+    from services import staff as accounts
+
+    with _database():
+        accounts.unlock(_staff(username))
+    click.echo(f"unlocked {username}")
+
+
+@staff.command("reset-password")
+@click.argument("username")
+def staff_reset_password(username):
+    """Give USERNAME a one-time password and end their sessions."""
+    from services import staff as accounts
+
+    with _database():
+        password = accounts.reset_password(_staff(username))
+    click.echo(f"one-time password (shown once; change it at first login): {password}")
+
+
+@staff.command("deactivate")
+@click.argument("username")
+def staff_deactivate(username):
+    """Stop USERNAME from logging in and end their sessions."""
+    from services import staff as accounts
+
+    with _database():
+        accounts.deactivate(_staff(username))
+    click.echo(f"deactivated {username}")
+
+
+@contextlib.contextmanager
+def _database():
+    from app import create_app
+    from models.db import database
+
+    app = create_app()
+    with app.app_context(), database.connection_context():
+        try:
+            yield app
+        except peewee.OperationalError as error:
+            raise click.ClickException(
+                f"The database {app.config['DATABASE_URL']} is not ready ({error}); "
+                "run `lianban db upgrade` or start `lianban serve` once."
+            ) from None
+
+
+def _run(action):
+    from services.errors import ServiceError
+
+    try:
+        return action()
+    except ServiceError as error:
+        raise click.ClickException(f"{error.code}: {error.message}") from None
+
+
+def _organisation(text):
+    from models import Organisation
+
+    query = Organisation.name == text
+    if text.isdigit():
+        query |= Organisation.id == int(text)
+    found = Organisation.get_or_none(query)
+    if found is None:
+        raise click.BadParameter(
+            f"no organisation {text!r}; see `lianban org list`.", param_hint="--org"
+        )
+    return found
+
+
+def _staff(username):
+    from models import Staff
+    from services.staff import normalise_username
+
+    found = Staff.get_or_none(Staff.username == normalise_username(username))
+    if found is None:
+        raise click.BadParameter(
+            f"no staff account {username!r}.", param_hint="USERNAME"
+        )
+    return found
 
 
 @main.group()

@@ -1,13 +1,27 @@
 """The HTTP API: one blueprint per resource, registered from this list."""
 
-from api import agreements, auth, cases, delegations, partner, payments, registry
+from api import (
+    agreements,
+    auth,
+    cases,
+    delegations,
+    lookup,
+    partner,
+    payments,
+    registry,
+    utility,
+    window,
+)
 
 BLUEPRINTS = (
     auth.blp,
     cases.blp,
     delegations.blp,
+    window.blp,
+    lookup.blp,
     agreements.blp,
     payments.blp,
     registry.blp,
     partner.blp,
+    utility.blp,
 )

@@ -75,6 +75,15 @@ class HubClient:
         self.token = pair["access_token"]
         return pair
 
+    def staff_login(self, username, password):
+        """Log in as a staff member with a username and password."""
+        self.token = None
+        pair = self.call(
+            "POST", "/auth/login", {"username": username, "password": password}
+        )
+        self.token = pair["access_token"]
+        return pair
+
     def pay_in_sandbox(self, code_url):
         """Pay an order in the WeChat Pay sandbox, in place of a phone scanning it."""
         response = self.session.post(
