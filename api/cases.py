@@ -5,7 +5,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api import fields as api_fields
-from api import views
+from api import paging, views
 from api.openapi import JSON_BODY_ERRORS, bearer_operation
 from api.security import CASE_ROLES, caller_required
 from services import access, cases, payments, wallets
@@ -46,11 +46,12 @@ class PaymentStartSchema(Schema):
 
 @blp.route("/cases", methods=["GET"])
 @caller_required(*CASE_ROLES)
-@bearer_operation(blp)
-@blp.response(200, views.CaseSummarySchema(many=True))
-def list_cases():
-    """List my joint-handling cases"""
-    return [views.case_summary(case) for case in access.cases_for(g.caller)]
+@bearer_operation(blp, 422)
+@blp.arguments(paging.PageArgs, location="query")
+@blp.response(200, paging.envelope(views.CaseSummarySchema))
+def list_cases(args):
+    """List my cases; for an agency, the cases its delegations cover"""
+    return paging.page(access.cases_for(g.caller), args, views.case_summary)
 
 
 @blp.route("/cases", methods=["POST"])
