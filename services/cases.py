@@ -44,26 +44,41 @@ def open_case(caller, business_no):
     authority = business and access.authority_over(caller, business)
     if authority is None:
         raise NotFound(*BUSINESS_NOT_FOUND)
-    if business.registration_status == "withdrawn":
-        raise Conflict("business_withdrawn", "该登记业务已撤回，不能办理过户。")
+    require_not_withdrawn(business)
     g.authority = authority
     on_behalf_of = caller.citizen
     if authority.delegation is not None:
         on_behalf_of = authority.delegation.granted_by
     case, created = retry_on_race(
-        lambda: _create_case(business, on_behalf_of, authority)
+        lambda: create_case(business, on_behalf_of, authority)
     )
-    g.case_id = case.id
-    if created:
-        log.info("case opened case=%s business_no=%s", case.id, business_no)
-        # Accounts the registry named arrive without their holder and address.
-        for transfer in list(case.transfers):
-            if transfer.account and not transfer.account.holder_name:
-                refresh_holder(transfer)
+    after_open(case, created)
     return case, created
 
 
-def _create_case(business, citizen, authority):
+def require_not_withdrawn(business):
+    if business.registration_status == "withdrawn":
+        raise Conflict("business_withdrawn", "该登记业务已撤回，不能办理过户。")
+
+
+def after_open(case, created):
+    """Fetch holders for the accounts of a case just opened."""
+    g.case_id = case.id
+    if not created:
+        return
+    log.info("case opened case=%s business_no=%s", case.id, case.business.business_no)
+    # Accounts the registry named arrive without their holder and address.
+    for transfer in list(case.transfers):
+        if transfer.account and not transfer.account.holder_name:
+            refresh_holder(transfer)
+
+
+def create_case(business, citizen, authority):
+    """Create the case of `business` with a transfer per linked account.
+
+    Returns (case, created); an existing case is returned as it is. Runs in its
+    own transaction, or as part of the caller's.
+    """
     with transaction():
         case = Case.get_or_none(Case.business == business)
         if case is not None:
