@@ -163,7 +163,8 @@ def test_transfer_of_other_case(client, owned, intruder, homes):
 
 def test_other_citizen_list_excludes_case(client, owned, intruder):
     assert intruder.call("GET", "/cases")["items"] == []
-    assert [c["case_id"] for c in client.call("GET", "/cases")["items"]] == [owned.case_id]
+    listed = client.call("GET", "/cases")["items"]
+    assert [c["case_id"] for c in listed] == [owned.case_id]
 
 
 def test_non_owner_cannot_open_case(stack, client, owned, intruder):
@@ -217,7 +218,8 @@ def test_co_owner_sees_case(shared):
     assert reopened.status_code == 200
     assert reopened.json()["case_id"] == shared.case_id
     assert case["case_id"] == shared.case_id
-    assert [c["case_id"] for c in spouse.call("GET", "/cases")["items"]] == [shared.case_id]
+    listed = spouse.call("GET", "/cases")["items"]
+    assert [c["case_id"] for c in listed] == [shared.case_id]
     assert len(spouse.call("GET", f"/cases/{shared.case_id}/accounts")) == 1
     assert spouse.call("GET", f"/cases/{shared.case_id}/progress")["case_id"] == (
         shared.case_id
