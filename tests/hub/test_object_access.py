@@ -1,0 +1,222 @@
+"""Every endpoint that takes an id, called as every kind of caller.
+
+The table below says who may reach each one. A caller who may not gets
+exactly the answer it would get for an id that does not exist, so ids reveal
+nothing. An endpoint added to the OpenAPI document without a row here fails
+the suite, so no new endpoint escapes the check.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from tests.hub.flows import citizen_request
+
+MISSING_ID = 2_000_000_000
+CASE = {"owner", "agent", "window"}
+NOBODY = set()
+
+# Who gets through, by operation. The callers are: owner (a buyer named on
+# the case), other_citizen, agent (its agency holds a delegation from the
+# owner), other_agent, window (its office holds the owner's counter consent),
+# other_window, service, admin, utility (staff of the case's water utility),
+# other_utility (staff of another utility) and anonymous (no token).
+EXPECTED = {
+    "GET /cases/{case_id}": CASE,
+    "GET /cases/{case_id}/accounts": CASE,
+    "POST /cases/{case_id}/accounts": CASE,
+    "GET /cases/{case_id}/arrears": CASE,
+    "GET /cases/{case_id}/progress": CASE,
+    "POST /cases/{case_id}/submission": CASE,
+    "POST /cases/{case_id}/transfers/{transfer_id}/confirmation": CASE,
+    "POST /cases/{case_id}/transfers/{transfer_id}/agreement": CASE,
+    "POST /cases/{case_id}/transfers/{transfer_id}/payments": CASE,
+    "GET /cases/{case_id}/delegations": CASE,
+    "POST /cases/{case_id}/delegations": {"owner"},
+    "POST /cases/{case_id}/delegations/{delegation_id}/revocation": {"owner"},
+    "GET /lookup/cases/{case_id}": {"service", "admin"},
+    "GET /payments/{payment_id}": CASE,
+    "GET /payments/{payment_id}/qr.png": CASE,
+    "GET /payments/{payment_id}/qr.svg": CASE,
+    # Public, or signed by partner systems: no bearer token gets through.
+    "GET /agreements/{service_org}": "public",
+    "PUT /registry/businesses/{business_no}": NOBODY,
+}
+
+CALLERS = (
+    "owner",
+    "other_citizen",
+    "agent",
+    "other_agent",
+    "window",
+    "other_window",
+    "service",
+    "admin",
+    "utility",
+    "other_utility",
+    "anonymous",
+)
+DENIED = {401, 403, 404}
+
+
+def later(days=30):
+    return (datetime.now(UTC) + timedelta(days=days)).isoformat()
+
+
+class World:
+    """One case with every kind of caller around it."""
+
+    def __init__(self, client, homes, staffing):
+        self.home = homes.make(accounts=[("water", {"arrears_fen": 2500}), ("gas", {})])
+        owner = client
+        owner.login(self.home.buyer)
+        case = owner.call("POST", "/cases", {"business_no": self.home.business_no})
+        self.case_id = case["case_id"]
+        water = next(t for t in case["transfers"] if t["utility_kind"] == "water")
+        self.transfer_id = water["transfer_id"]
+        self.service_org = water["service_org"]
+        payment = owner.call(
+            "POST",
+            f"/cases/{self.case_id}/transfers/{self.transfer_id}/payments",
+            {},
+        )
+        self.payment_id = payment["payment_id"]
+
+        agency = staffing.organisation("agency")
+        self.delegation_id = self._grant(owner, agency)["delegation_id"]
+        spare = staffing.organisation("agency")
+        self.spare_delegation_id = self._grant(owner, spare)["delegation_id"]
+
+        other_citizen = type(owner)(
+            owner.api.removesuffix("/api/v1"),
+            owner.idp_url,
+            owner.wechatpay_url,
+            owner.registry_secret,
+        )
+        other_citizen.login(homes.person())
+        window_office = staffing.organisation("registry_window")
+        _, window = staffing.member("window", organisation=window_office)
+        window.call(
+            "POST",
+            "/window/cases",
+            {
+                "business_no": self.home.business_no,
+                "applicant": {"id_number": self.home.buyer.id_number},
+                "consent_method": "signed_form",
+                "consent_reference": "SQ-MATRIX-1",
+            },
+        )
+        anonymous = type(owner)(
+            owner.api.removesuffix("/api/v1"),
+            owner.idp_url,
+            owner.wechatpay_url,
+            owner.registry_secret,
+        )
+        self.callers = {
+            "owner": owner,
+            "other_citizen": other_citizen,
+            "agent": staffing.member("agent", organisation=agency)[1],
+            "other_agent": staffing.member("agent")[1],
+            "window": window,
+            "other_window": staffing.member("window")[1],
+            "service": staffing.member("service")[1],
+            "admin": staffing.member("admin")[1],
+            "utility": staffing.member("utility", utility="water")[1],
+            "other_utility": staffing.member("utility", utility="power")[1],
+            "anonymous": anonymous,
+        }
+
+    def _grant(self, owner, agency):
+        return owner.call(
+            "POST",
+            f"/cases/{self.case_id}/delegations",
+            {
+                "agency_name": agency.name,
+                "agency_credit_code": agency.credit_code,
+                "scope": ["view", "accounts", "confirm", "agreement", "pay", "submit"],
+                "expires_at": later(),
+            },
+        )
+
+    def ids(self, missing=False):
+        real = {
+            "case_id": self.case_id,
+            "transfer_id": self.transfer_id,
+            "payment_id": self.payment_id,
+            "delegation_id": self.spare_delegation_id,
+            "service_org": self.service_org,
+            "business_no": self.home.business_no,
+        }
+        if missing:
+            real = {
+                key: value if isinstance(value, str) else MISSING_ID
+                for key, value in real.items()
+            }
+        return real
+
+    def body(self, method, path):
+        if method != "POST":
+            return None
+        if path.endswith("/accounts"):
+            return {"service_org": self.service_org, "account_no": "SW99999999"}
+        if path.endswith("/agreement"):
+            return {"version": 1}
+        if path.endswith("/delegations"):
+            return {
+                "agency_name": "济南安居房产经纪有限公司",
+                "agency_credit_code": "91370100MA3C5LXX1K",
+                "scope": ["view"],
+                "expires_at": later(),
+            }
+        return {}
+
+
+@pytest.fixture(scope="module")
+def spec(stack):
+    response = requests.get(stack.hub_url + "/api/v1/openapi.json", timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def object_operations(spec):
+    return sorted(
+        f"{method.upper()} {path.removeprefix('/api/v1')}"
+        for path, item in spec["paths"].items()
+        for method in item
+        if method in {"get", "post", "put", "delete", "patch"} and "{" in path
+    )
+
+
+def test_every_object_endpoint_has_a_row(spec):
+    served = object_operations(spec)
+
+    assert sorted(EXPECTED) == served
+
+
+@pytest.mark.parametrize("operation", sorted(EXPECTED))
+def test_who_gets_through(client, homes, staffing, operation):
+    world = World(client, homes, staffing)
+    method, template = operation.split(" ", 1)
+    query = "?reason=核对过户进度" if template.startswith("/lookup/") else ""
+    path = template.format(**world.ids()) + query
+    missing_path = template.format(**world.ids(missing=True)) + query
+    body = world.body(method, template)
+    allowed = EXPECTED[operation]
+
+    through = set()
+    for name in CALLERS:
+        caller = world.callers[name]
+        missing = citizen_request(caller, method, missing_path, body)
+        answer = citizen_request(caller, method, path, body)
+        if answer.status_code not in DENIED:
+            through.add(name)
+            continue
+        # Refused: exactly as for an id that does not exist.
+        assert answer.status_code == missing.status_code, (name, answer.text)
+        assert answer.json()["code"] == missing.json()["code"], (name, answer.text)
+
+    if allowed == "public":
+        assert through == set(CALLERS)
+    else:
+        assert through == allowed
