@@ -9,15 +9,23 @@ import time
 import jwt
 import pytest
 
+from tests.hub.conftest import STAFF_PASSWORD
 from tests.hub.flows import assert_error, citizen_request
 
 CLAIMS = ("exp", "iat", "iss", "aud", "sub", "typ", "jti", "fam")
 
 
-@pytest.fixture
-def session(client, homes):
-    """Log a new citizen in and return the token pair and the access claims."""
-    pair = client.login(homes.person())
+@pytest.fixture(params=["citizen", "staff"])
+def session(request, client, homes, staffing):
+    """Log a new citizen or agency staff member in; return the pair and claims.
+
+    Every refusal below holds for both kinds of token.
+    """
+    if request.param == "citizen":
+        pair = client.login(homes.person())
+    else:
+        member, _ = staffing.member("agent", login=False)
+        pair = client.staff_login(member.username, STAFF_PASSWORD)
     claims = jwt.decode(pair["access_token"], options={"verify_signature": False})
     return pair, claims
 
@@ -60,7 +68,7 @@ def test_crafted_token_accepted(stack, client, session):
     response = get_cases(client, token)
 
     assert response.status_code == 200
-    assert response.json() == []
+    assert response.json()["items"] == []
 
 
 @pytest.mark.parametrize(
@@ -129,6 +137,9 @@ def test_expired(stack, client, session):
         ("sub", "citizen:²"),
         ("sub", "citizen:-1"),
         ("sub", "agent:1"),
+        ("sub", "staff:0"),
+        ("sub", "staff:99999999999999999999"),
+        ("sub", "staff:x"),
         ("sub", ""),
         ("exp", "tomorrow"),
         ("iat", "today"),
