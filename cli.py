@@ -35,9 +35,11 @@ def main(verbose):
 def serve(port, var_dir):
     """Run the hub with its partner peers on loopback until Ctrl-C."""
     from demo.stack import start_stack
+    from demo.staff import ensure_demo_staff
 
     stack = start_stack(Path(var_dir), port=port)
     buyers = register_demo_businesses(stack)
+    made = ensure_demo_staff(stack.app)
     click.echo(f"Lianban is running at {stack.hub_url}/api/v1")
     click.echo(f"  OpenAPI document: {stack.hub_url}/api/v1/openapi.json")
     click.echo(f"  identity provider sandbox: {stack.peers.idp_url}")
@@ -50,6 +52,12 @@ def serve(port, var_dir):
         click.echo(f"  {business_no}  {status}")
         for owner in owners:
             click.echo(f"      {owner.name}  {owner.id_type}  {owner.id_number}")
+    click.echo("Demo staff (POST /api/v1/auth/login); passwords change at each start:")
+    for member in made:
+        click.echo(
+            f"  {member.role:<8} {member.username:<13} {member.password}  "
+            f"{member.organisation}"
+        )
     click.echo(f"To start over with fresh demo data, stop and delete {var_dir}.")
     click.echo("docs/manual-use.md walks through a case. Press Ctrl-C to stop.")
     _wait_for_signal()

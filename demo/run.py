@@ -2,11 +2,13 @@
 
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 
 import click
 import requests
 
 from demo import scenarios
+from demo import staff as demo_staff
 from demo.client import HubClient, HubError
 from demo.stack import start_stack
 
@@ -17,21 +19,30 @@ def say(text, indent=0):
     click.echo("  " * indent + text)
 
 
+def new_client(stack):
+    return HubClient(
+        stack.hub_url,
+        stack.peers.idp_url,
+        stack.peers.wechatpay_url,
+        stack.registry_secret,
+    )
+
+
 def run_demo(var_dir):
     """Start the stack in `var_dir`, run every scenario, return True if all passed."""
     stack = start_stack(var_dir)
     try:
-        client = HubClient(
-            stack.hub_url,
-            stack.peers.idp_url,
-            stack.peers.wechatpay_url,
-            stack.registry_secret,
-        )
-        results = [run_scenario(client, stack, s) for s in scenarios.build_scenarios()]
+        made = demo_staff.ensure_demo_staff(stack.app)
+        agent = new_client(stack)
+        agent.staff_login(*_credentials(made, "agent"))
+        client = new_client(stack)
+        built = scenarios.build_scenarios()
+        results = [run_scenario(client, agent, stack, s) for s in built]
+        results.append(run_lookup(stack, made, built))
     finally:
         stack.stop()
     passed = sum(results)
-    say(f"\n{passed} of {len(results)} demo cases ended as expected.")
+    say(f"\n{passed} of {len(results)} demo runs ended as expected.")
     if passed == len(results):
         say("\nTo keep the service running and explore it:")
         say("  .venv/bin/lianban serve   # the hub on 127.0.0.1:5000 with its peers")
@@ -40,10 +51,15 @@ def run_demo(var_dir):
     return passed == len(results)
 
 
-def run_scenario(client, stack, scenario):
+def _credentials(made, role):
+    member = demo_staff.by_role(made, role)
+    return member.username, member.password
+
+
+def run_scenario(client, agent, stack, scenario):
     say(f"\n=== {scenario.title}")
     try:
-        case_id = walk_case(client, stack, scenario)
+        case_id = walk_case(client, agent, stack, scenario)
         progress = client.wait_until_final(case_id, poke=lambda: collect_channel(stack))
     except HubError as error:
         say(f"!! the hub refused a step: {error}", 1)
@@ -63,7 +79,7 @@ def run_scenario(client, stack, scenario):
     return ok
 
 
-def walk_case(client, stack, scenario):
+def walk_case(client, agent, stack, scenario):
     client.put_business(
         scenario.business_no, scenarios.business_payload(scenario, "accepted")
     )
@@ -74,19 +90,23 @@ def walk_case(client, stack, scenario):
     )
     client.login(scenario.buyer)
     say("buyer: logged in with a mini-program login code", 1)
-    case = client.call("POST", "/cases", {"business_no": scenario.business_no})
+    actor, who = client, "buyer"
+    if scenario.by_agent:
+        actor, who = agent, "agent"
+        delegate(client, agent, scenario)
+    case = actor.call("POST", "/cases", {"business_no": scenario.business_no})
     case_id = case["case_id"]
     say(
-        f"buyer: opened case {case_id}; owners "
+        f"{who}: opened case {case_id}; owners "
         + ", ".join(f"{o['name']} {o['id_number']}" for o in case["owners"]),
         1,
     )
-    add_unlinked_accounts(client, case_id, scenario)
-    for account in client.call("GET", f"/cases/{case_id}/accounts"):
-        confirm_and_accept(client, case_id, account)
-    pay_arrears(client, case_id)
-    client.call("POST", f"/cases/{case_id}/submission", {})
-    say("buyer: submitted the case for joint handling", 1)
+    add_unlinked_accounts(actor, who, case_id, scenario)
+    for account in actor.call("GET", f"/cases/{case_id}/accounts"):
+        confirm_and_accept(actor, who, case_id, account)
+    pay_arrears(actor, who, case_id)
+    actor.call("POST", f"/cases/{case_id}/submission", {})
+    say(f"{who}: submitted the case for joint handling", 1)
     client.put_business(
         scenario.business_no, scenarios.business_payload(scenario, "completed")
     )
@@ -94,7 +114,31 @@ def walk_case(client, stack, scenario):
     return case_id
 
 
-def add_unlinked_accounts(client, case_id, scenario):
+def delegate(client, agent, scenario):
+    """Have the buyer authorise the demo agency, then show who the agent is."""
+    me = agent.call("GET", "/auth/me")
+    agency = me["organisation"]
+    expires = (datetime.now(UTC) + timedelta(days=30)).isoformat(timespec="seconds")
+    delegation = client.call(
+        "POST",
+        "/delegations",
+        {
+            "business_no": scenario.business_no,
+            "agency_name": agency["name"],
+            "agency_credit_code": agency["credit_code"],
+            "scope": ["view", "accounts", "confirm", "agreement", "pay", "submit"],
+            "expires_at": expires,
+        },
+    )
+    say(
+        f"buyer: authorised {agency['name']} ({', '.join(delegation['scope'])}) "
+        f"until {delegation['expires_at'][:10]}",
+        1,
+    )
+    say(f"agent: {me['display_name']} of {agency['name']} logged in", 1)
+
+
+def add_unlinked_accounts(client, who, case_id, scenario):
     for account in scenario.accounts:
         if account.linked:
             continue
@@ -107,7 +151,7 @@ def add_unlinked_accounts(client, case_id, scenario):
             {"service_org": org, "account_no": account.account_no},
         )
         say(
-            f"buyer: added unlinked account {org} {account.account_no}, "
+            f"{who}: added unlinked account {org} {account.account_no}, "
             "checked live with the utility",
             1,
         )
@@ -119,20 +163,20 @@ def scenarios_utilities():
     return UTILITIES
 
 
-def confirm_and_accept(client, case_id, account):
+def confirm_and_accept(client, who, case_id, account):
     transfer_path = f"/cases/{case_id}/transfers/{account['transfer_id']}"
     client.call("POST", f"{transfer_path}/confirmation", {})
     agreement = client.call("GET", f"/agreements/{account['service_org']}")
     client.call("POST", f"{transfer_path}/agreement", {"version": agreement["version"]})
     say(
-        f"buyer: confirmed {account['service_org']} {account['account_no']} "
+        f"{who}: confirmed {account['service_org']} {account['account_no']} "
         f"(holder {account['holder_name']}, {account['holder_relation']}) and accepted "
         f"agreement v{agreement['version']}",
         1,
     )
 
 
-def pay_arrears(client, case_id):
+def pay_arrears(client, who, case_id):
     for answer in client.call("GET", f"/cases/{case_id}/arrears"):
         if answer["state"] != "owed":
             continue
@@ -140,13 +184,14 @@ def pay_arrears(client, case_id):
             "POST", f"/cases/{case_id}/transfers/{answer['transfer_id']}/payments", {}
         )
         say(
-            f"buyer: {answer['service_org']} arrears {payment['amount_display']}; "
+            f"{who}: {answer['service_org']} arrears {payment['amount_display']}; "
             f"QR code {payment['code_url']}",
             1,
         )
         png = client.call("GET", f"/payments/{payment['payment_id']}/qr.png")
         say(
-            f"buyer: fetched the QR code image ({len(png)} bytes PNG) and scanned it", 1
+            f"{who}: fetched the QR code image ({len(png)} bytes PNG) and scanned it",
+            1,
         )
         client.pay_in_sandbox(payment["code_url"])
         settled = client.wait_for_payment(payment["payment_id"])
@@ -186,4 +231,47 @@ def print_timeline(progress):
         )
         for event in transfer["events"]:
             note = f" ({event['note']})" if event["note"] else ""
-            say(f"{event['occurred_at'][:19]}  {event['label']}{note}", 3)
+            by = f" [{event['actor_name']}]" if event.get("actor_name") else ""
+            say(f"{event['occurred_at'][:19]}  {event['label']}{note}{by}", 3)
+
+
+def run_lookup(stack, made, built):
+    """Look up the returned case as hotline staff would, and print what they see."""
+    say("\n=== 客服查询：市民致电 12345 询问退件原因，客服按业务号查询（脱敏）")
+    service = new_client(stack)
+    service.staff_login(*_credentials(made, "service"))
+    returned = next(s for s in built if s.key == "returned")
+    reason = "12345 工单：市民来电询问电费过户退件原因"
+    try:
+        found = service.call(
+            "GET",
+            f"/lookup/cases?business_no={returned.business_no}&reason={reason}",
+        )
+        say(f"service: {found['total']} case found for {returned.business_no}", 1)
+        case = service.call(
+            "GET", f"/lookup/cases/{found['items'][0]['case_id']}?reason={reason}"
+        )
+    except HubError as error:
+        say(f"!! the hub refused the lookup: {error}", 1)
+        return False
+    for owner in case["owners"]:
+        say(f"owner: {owner['name']} {owner['id_number']}", 2)
+    for transfer in case["transfers"]:
+        why = f" — {transfer['return_reason']}" if transfer["return_reason"] else ""
+        say(
+            f"{transfer['service_org']} {transfer['account_no']}: "
+            f"{transfer['status_label']}{why} (holder {transfer['holder_name']})",
+            2,
+        )
+    unmasked = [
+        person.id_number
+        for person in (returned.buyer, *returned.sellers)
+        if person.id_number in str(case)
+    ]
+    masked = not unmasked
+    say(
+        "result: personal data masked, lookup recorded with its reason "
+        f"({'as expected' if masked else 'UNMASKED ID NUMBERS SEEN'})",
+        1,
+    )
+    return masked

@@ -84,6 +84,8 @@ class Scenario:
     co_owners: list = field(default_factory=list)
     accounts: list = field(default_factory=list)
     expect: dict = field(default_factory=dict)
+    # Handled by an agency that the buyer authorised, not by the buyer.
+    by_agent: bool = False
 
 
 class PeopleFactory:
@@ -164,7 +166,7 @@ def build_scenarios(seed=2026):
     buyer = people.person(code)
     multi_step = Scenario(
         key="multi-step",
-        title="二手房多次转手：燃气户号仍在两任之前的业主名下，直接过户给现业主",
+        title="二手房多次转手，中介代办：燃气户号仍在两任之前的业主名下，直接过户给现业主",
         business_no="JN2026120400102",
         business_type="二手房买卖",
         unit_code=unit_code(code, 2, 3, 2501),
@@ -182,6 +184,7 @@ def build_scenarios(seed=2026):
         Account("heat", people.account_no("heat"), seller, linked=False),
     ]
     multi_step.expect = {"completed": 3, "returned": 0}
+    multi_step.by_agent = True
     scenarios.append(multi_step)
 
     row, code, location, typed = place("甸柳新村", 12, 1, 302)

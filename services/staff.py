@@ -238,6 +238,21 @@ def change_password(staff, old_password, new_password):
     return pair
 
 
+def set_password(staff, password):
+    """Set a password chosen by an administrator; other sessions end."""
+    check_password_rules(password, staff.username)
+    with transaction():
+        Staff.update(
+            password_hash=_hasher.hash(password),
+            must_change_password=False,
+            password_changed_at=utcnow(),
+            failed_logins=0,
+            locked_until=None,
+        ).where(Staff.id == staff.id).execute()
+        tokens.revoke_all(staff)
+    log.info("staff password set staff=%s", staff.id)
+
+
 def reset_password(staff):
     """Give `staff` a new one-time password and end their sessions."""
     password = secrets.token_urlsafe(12)
