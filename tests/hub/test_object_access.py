@@ -11,6 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from demo.client import HubClient
+from models.db import database
+from tests.hub.conftest import Staffing
 from tests.hub.flows import citizen_request
 
 MISSING_ID = 2_000_000_000
@@ -60,16 +63,46 @@ CALLERS = (
 DENIED = {401, 403, 404}
 
 
+def new_client(stack):
+    return HubClient(
+        stack.hub_url,
+        stack.peers.idp_url,
+        stack.peers.wechatpay_url,
+        stack.registry_secret,
+    )
+
+
 def later(days=30):
     return (datetime.now(UTC) + timedelta(days=days)).isoformat()
+
+
+@pytest.fixture(scope="module")
+def cast(stack):
+    """Staff of every kind, made once for the module's cases."""
+    with stack.app.app_context(), database.connection_context():
+        staffing = Staffing(stack, stack.app)
+        agency = staffing.organisation("agency")
+        office = staffing.organisation("registry_window")
+        return {
+            "agency": agency,
+            "agent": staffing.member("agent", organisation=agency)[1],
+            "other_agent": staffing.member("agent")[1],
+            "window": staffing.member("window", organisation=office)[1],
+            "other_window": staffing.member("window")[1],
+            "service": staffing.member("service")[1],
+            "admin": staffing.member("admin")[1],
+            "utility": staffing.member("utility", utility="water")[1],
+            "other_utility": staffing.member("utility", utility="power")[1],
+            "spare_agency": staffing.organisation("agency"),
+        }
 
 
 class World:
     """One case with every kind of caller around it."""
 
-    def __init__(self, client, homes, staffing):
+    def __init__(self, stack, homes, cast):
         self.home = homes.make(accounts=[("water", {"arrears_fen": 2500}), ("gas", {})])
-        owner = client
+        owner = new_client(stack)
         owner.login(self.home.buyer)
         case = owner.call("POST", "/cases", {"business_no": self.home.business_no})
         self.case_id = case["case_id"]
@@ -82,22 +115,10 @@ class World:
             {},
         )
         self.payment_id = payment["payment_id"]
-
-        agency = staffing.organisation("agency")
-        self.delegation_id = self._grant(owner, agency)["delegation_id"]
-        spare = staffing.organisation("agency")
-        self.spare_delegation_id = self._grant(owner, spare)["delegation_id"]
-
-        other_citizen = type(owner)(
-            owner.api.removesuffix("/api/v1"),
-            owner.idp_url,
-            owner.wechatpay_url,
-            owner.registry_secret,
-        )
-        other_citizen.login(homes.person())
-        window_office = staffing.organisation("registry_window")
-        _, window = staffing.member("window", organisation=window_office)
-        window.call(
+        self.delegation_id = self._grant(owner, cast["agency"])["delegation_id"]
+        spare = self._grant(owner, cast["spare_agency"])
+        self.spare_delegation_id = spare["delegation_id"]
+        cast["window"].call(
             "POST",
             "/window/cases",
             {
@@ -107,24 +128,13 @@ class World:
                 "consent_reference": "SQ-MATRIX-1",
             },
         )
-        anonymous = type(owner)(
-            owner.api.removesuffix("/api/v1"),
-            owner.idp_url,
-            owner.wechatpay_url,
-            owner.registry_secret,
-        )
+        other_citizen = new_client(stack)
+        other_citizen.login(homes.person())
         self.callers = {
+            **{name: cast[name] for name in CALLERS if name in cast},
             "owner": owner,
             "other_citizen": other_citizen,
-            "agent": staffing.member("agent", organisation=agency)[1],
-            "other_agent": staffing.member("agent")[1],
-            "window": window,
-            "other_window": staffing.member("window")[1],
-            "service": staffing.member("service")[1],
-            "admin": staffing.member("admin")[1],
-            "utility": staffing.member("utility", utility="water")[1],
-            "other_utility": staffing.member("utility", utility="power")[1],
-            "anonymous": anonymous,
+            "anonymous": new_client(stack),
         }
 
     def _grant(self, owner, agency):
@@ -195,8 +205,8 @@ def test_every_object_endpoint_has_a_row(spec):
 
 
 @pytest.mark.parametrize("operation", sorted(EXPECTED))
-def test_who_gets_through(client, homes, staffing, operation):
-    world = World(client, homes, staffing)
+def test_who_gets_through(stack, homes, cast, operation):
+    world = World(stack, homes, cast)
     method, template = operation.split(" ", 1)
     query = "?reason=核对过户进度" if template.startswith("/lookup/") else ""
     path = template.format(**world.ids()) + query
@@ -220,3 +230,22 @@ def test_who_gets_through(client, homes, staffing, operation):
         assert through == set(CALLERS)
     else:
         assert through == allowed
+
+
+WRITES = sorted(
+    op for op in EXPECTED if op.startswith("POST ") and "revocation" not in op
+)
+
+
+@pytest.mark.parametrize("operation", WRITES)
+def test_fields_nobody_may_set_are_refused(stack, homes, cast, operation):
+    world = World(stack, homes, cast)
+    _, template = operation.split(" ", 1)
+    body = {**world.body("POST", template), "status": "closed", "citizen_id": 1}
+
+    answer = citizen_request(
+        world.callers["owner"], "POST", template.format(**world.ids()), body
+    )
+
+    assert answer.status_code == 422, answer.text
+    assert set(answer.json()["errors"]["json"]) == {"status", "citizen_id"}
