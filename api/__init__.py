@@ -1,6 +1,7 @@
 """The HTTP API: one blueprint per resource, registered from this list."""
 
 from api import (
+    admin,
     agreements,
     auth,
     cases,
@@ -24,4 +25,5 @@ BLUEPRINTS = (
     registry.blp,
     partner.blp,
     utility.blp,
+    admin.blp,
 )

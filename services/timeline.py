@@ -26,6 +26,7 @@ NOTES = {
     "arrears_paid": "欠费已缴清",
     "registered": "不动产登记已登簿",
     "opened": "已创建联办事项",
+    "push_retry": "平台已安排重新推送",
 }
 
 
