@@ -1,4 +1,4 @@
-"""Owners authorising agencies to act for them, before or after opening the case."""
+"""Owners authorising agencies to act for them, and the record of who acted."""
 
 from flask import g
 from flask_smorest import Blueprint
@@ -8,7 +8,7 @@ from api import fields as api_fields
 from api import paging
 from api.openapi import JSON_BODY_ERRORS, bearer_operation
 from api.security import CASE_ROLES, caller_required
-from models import Case
+from models import Case, CaseAction
 from services import access, delegations
 
 blp = Blueprint(
@@ -126,3 +126,65 @@ def grant_on_business(data):
 def list_granted(args):
     """List the delegations I granted"""
     return paging.page(delegations.granted_by(g.caller.citizen), args)
+
+
+ACTION_LABELS = {
+    "open": "创建联办事项",
+    "add_account": "添加户号",
+    "request_review": "申请服务机构人工核对户号",
+    "confirm": "确认户号信息",
+    "agreement": "同意过户协议",
+    "pay": "发起缴费",
+    "submit": "提交联办",
+    "delegate": "授权中介机构",
+    "revoke": "撤销授权",
+    "counter_consent": "窗口登记申请人授权",
+    "retry_push": "平台重新推送",
+}
+
+
+class ActionView(Schema):
+    action = fields.String()
+    label = fields.String()
+    actor_role = fields.String(
+        metadata={"description": "applicant, agent, window, operator or system"}
+    )
+    actor_name = fields.String(
+        allow_none=True,
+        metadata={"description": "The agency or office that acted, for staff"},
+    )
+    by_me = fields.Boolean(metadata={"description": "The caller took this step"})
+    transfer_id = fields.Integer(allow_none=True)
+    occurred_at = api_fields.LocalDateTime()
+
+
+def _action_view(action):
+    caller = g.caller
+    by_me = (caller.citizen is not None and action.citizen_id == caller.citizen.id) or (
+        caller.staff is not None and action.staff_id == caller.staff.id
+    )
+    return {
+        "action": action.action,
+        "label": ACTION_LABELS.get(action.action, action.action),
+        "actor_role": action.actor_role,
+        "actor_name": action.staff.organisation.name if action.staff_id else None,
+        "by_me": by_me,
+        "transfer_id": action.transfer_id,
+        "occurred_at": action.occurred_at,
+    }
+
+
+@blp.route("/cases/<int:case_id>/actions", methods=["GET"])
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404, 422)
+@blp.arguments(paging.PageArgs, location="query")
+@blp.response(200, paging.envelope(ActionView))
+def list_actions(args, case_id):
+    """List who took each step on this case, and for which agency or office"""
+    case = access.case_for(g.caller, case_id)
+    query = (
+        CaseAction.select()
+        .where(CaseAction.case == case)
+        .order_by(CaseAction.occurred_at, CaseAction.id)
+    )
+    return paging.page(query, args, _action_view)

@@ -465,3 +465,28 @@ def test_only_window_staff_use_the_counter(client, homes, staffing, role):
     )
 
     assert_error(response, 403, "role_forbidden")
+
+
+def test_owner_sees_who_acted(client, homes, agency_pair):
+    agency, _, agent = agency_pair
+    home = homes.make()
+    client.login(home.buyer)
+    grant(client, home, agency)
+    case = agent.call("POST", "/cases", {"business_no": home.business_no})
+    finish_steps(agent, case["case_id"])
+
+    actions = client.call("GET", f"/cases/{case['case_id']}/actions")["items"]
+
+    assert [a["action"] for a in actions] == [
+        "open",
+        "confirm",
+        "agreement",
+        "submit",
+    ]
+    assert {a["actor_role"] for a in actions} == {"agent"}
+    assert {a["actor_name"] for a in actions} == {agency.name}
+    assert not any(a["by_me"] for a in actions)
+    assert all(
+        a["by_me"]
+        for a in agent.call("GET", f"/cases/{case['case_id']}/actions")["items"]
+    )
