@@ -41,6 +41,7 @@ login_per_address = limiter.limit(
     key_func=lambda: f"login-address:{get_remote_address()}",
     scope="login-address",
 )
-lookup_per_caller = limiter.limit(
-    _setting("LOOKUP_RATE_LIMIT"), key_func=_caller, scope="lookup"
+# One budget per staff member across every lookup endpoint.
+lookup_per_caller = limiter.shared_limit(
+    _setting("LOOKUP_RATE_LIMIT"), scope="lookup", key_func=_caller
 )

@@ -11,12 +11,17 @@ from flask import current_app
 from marshmallow import Schema, fields, post_load, validate
 
 DEFAULT_PAGE_SIZE = 20
+# Far beyond any list here, and small enough that the row offset it makes
+# stays within the databases' 64-bit integers.
+MAX_PAGE = 1_000_000
 
 
 class PageArgs(Schema):
     page = fields.Integer(
         load_default=1,
-        validate=validate.Range(min=1, error="page starts at 1."),
+        validate=validate.Range(
+            min=1, max=MAX_PAGE, error=f"page must be from 1 to {MAX_PAGE}."
+        ),
         metadata={"description": "1 for the first page"},
     )
     page_size = fields.Integer(

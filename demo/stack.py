@@ -12,6 +12,7 @@ from werkzeug.serving import make_server
 from app import create_app
 from demo import scenarios
 from models import migrate
+from peers.common import QueryFreeRequestHandler
 from peers.launch import free_port, start_peers
 from services import catalog
 from services.worker import OutboxWorker
@@ -92,7 +93,11 @@ def start_stack(
         )
         with app.app_context():
             prepare_database(peers, demo)
-        server = make_server(HOST, port, app, threaded=True)
+        # The access log must not carry query strings: a lookup by ID number
+        # has the number there.
+        server = make_server(
+            HOST, port, app, threaded=True, request_handler=QueryFreeRequestHandler
+        )
         threading.Thread(target=server.serve_forever, name="hub", daemon=True).start()
         worker = OutboxWorker(app)
         worker.start()

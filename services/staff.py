@@ -1,12 +1,13 @@
 """Staff accounts: organisations, passwords, login with lockout."""
 
+import functools
 import logging
 import secrets
 import unicodedata
 from datetime import timedelta
 
 import peewee
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 
@@ -47,10 +48,23 @@ ORGANISATION_KINDS = (
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 128
 
-_hasher = PasswordHasher()
-# Verified against when the username is unknown, so that the answer takes as
-# long as for a real account and does not reveal which usernames exist.
-_UNKNOWN_USER_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+@functools.cache
+def _hasher_for(profile):
+    return PasswordHasher.from_parameters(getattr(profiles, profile))
+
+
+def _hasher():
+    """Return the Argon2id hasher of the PASSWORD_HASH_PROFILE setting."""
+    return _hasher_for(current_app.config["PASSWORD_HASH_PROFILE"])
+
+
+@functools.cache
+def _unknown_user_hash(profile):
+    # Verified against when the username is unknown, so that the answer takes
+    # as long as for a real account and does not reveal which usernames exist.
+    return _hasher_for(profile).hash(secrets.token_urlsafe(16))
+
 
 LOGIN_FAILED = ("login_failed", "用户名或密码错误。")
 
@@ -136,7 +150,7 @@ def create_staff(username, role, organisation, display_name, password=None):
         with transaction():
             staff = Staff.create(
                 username=username,
-                password_hash=_hasher.hash(password),
+                password_hash=_hasher().hash(password),
                 role=role,
                 organisation=organisation,
                 display_name=display_name,
@@ -157,7 +171,7 @@ def login(username, password):
     config = current_app.config
     staff = Staff.get_or_none(Staff.username == normalise_username(username))
     if staff is None or not staff.active:
-        _verify(_UNKNOWN_USER_HASH, password)
+        _verify(_unknown_user_hash(config["PASSWORD_HASH_PROFILE"]), password)
         log.info("staff login failed reason=unknown_user")
         raise Unauthorized(*LOGIN_FAILED)
     now = utcnow()
@@ -175,8 +189,8 @@ def login(username, password):
         Staff.update(failed_logins=0, locked_until=None, last_login_at=now).where(
             Staff.id == staff.id
         ).execute()
-        if _hasher.check_needs_rehash(staff.password_hash):
-            Staff.update(password_hash=_hasher.hash(password)).where(
+        if _hasher().check_needs_rehash(staff.password_hash):
+            Staff.update(password_hash=_hasher().hash(password)).where(
                 Staff.id == staff.id
             ).execute()
         pair = tokens.issue_pair(staff)
@@ -187,7 +201,7 @@ def login(username, password):
 
 def _verify(password_hash, password):
     try:
-        return _hasher.verify(password_hash, password)
+        return _hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 
@@ -226,7 +240,7 @@ def change_password(staff, old_password, new_password):
     check_password_rules(new_password, staff.username)
     with transaction():
         Staff.update(
-            password_hash=_hasher.hash(new_password),
+            password_hash=_hasher().hash(new_password),
             must_change_password=False,
             password_changed_at=utcnow(),
         ).where(Staff.id == staff.id).execute()
@@ -243,7 +257,7 @@ def set_password(staff, password):
     check_password_rules(password, staff.username)
     with transaction():
         Staff.update(
-            password_hash=_hasher.hash(password),
+            password_hash=_hasher().hash(password),
             must_change_password=False,
             password_changed_at=utcnow(),
             failed_logins=0,
@@ -258,7 +272,7 @@ def reset_password(staff):
     password = secrets.token_urlsafe(12)
     with transaction():
         Staff.update(
-            password_hash=_hasher.hash(password),
+            password_hash=_hasher().hash(password),
             must_change_password=True,
             failed_logins=0,
             locked_until=None,

@@ -36,6 +36,9 @@ def stack(tmp_path_factory):
     config = {
         "PAYMENT_TTL_SECONDS": 900,
         "LOGIN_ADDRESS_RATE_LIMIT": "100000 per minute",
+        # Strong hashing costs about 0.1 s a login; the tests log in hundreds
+        # of staff, and the argon2id format is the same at any cost.
+        "PASSWORD_HASH_PROFILE": "CHEAPEST",
     }
     url = os.environ.get("LIANBAN_TEST_DATABASE_URL")
     if url:
