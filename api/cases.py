@@ -1,6 +1,6 @@
 """The applicant's joint-handling case: accounts, agreement, arrears, submission."""
 
-from flask import g
+from flask import g, jsonify
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
@@ -8,6 +8,7 @@ from api import fields as api_fields
 from api import paging, views
 from api.openapi import JSON_BODY_ERRORS, bearer_operation
 from api.security import CASE_ROLES, caller_required
+from models import ReconciliationItem
 from services import access, cases, payments, wallets
 
 blp = Blueprint("cases", __name__, description="A citizen's joint-handling cases")
@@ -25,6 +26,13 @@ class AddAccountSchema(Schema):
             r"^[A-Za-z0-9-]{4,32}$",
             error="account_no must be 4 to 32 letters, digits or hyphens.",
         ),
+    )
+    request_review = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Ask the utility to check by hand an account that the "
+            "online checks cannot place, instead of answering 409"
+        },
     )
 
 
@@ -93,11 +101,27 @@ def list_accounts(case_id):
 @bearer_operation(blp, 404, 409, 422, 502, *JSON_BODY_ERRORS)
 @blp.arguments(AddAccountSchema)
 @blp.response(201, views.TransferSchema)
+@blp.alt_response(
+    202,
+    schema=views.AccountReviewSchema,
+    description="The account is queued for its utility to check by hand",
+)
 def add_account(data, case_id):
-    """Add an account that is not linked to the home, checked with its utility"""
+    """Add an account that is not linked to the home, checked with its utility
+
+    An account whose holder or address does not match the home, or whose
+    utility has no system link, gets 409. With `request_review` it is queued
+    for the utility to check by hand instead, and the response is 202 with
+    the queue's item. Requesting again returns the same open item.
+    """
     case = access.case_for(g.caller, case_id, "add_account")
-    transfer = cases.add_account(case, data["service_org"], data["account_no"])
-    return views.transfer_view(transfer, g.caller)
+    added = cases.add_account(
+        case, data["service_org"], data["account_no"], data["request_review"]
+    )
+    if isinstance(added, ReconciliationItem):
+        review = views.AccountReviewSchema().dump(views.account_review_view(added))
+        return jsonify(review), 202
+    return views.transfer_view(added, g.caller)
 
 
 @blp.route(

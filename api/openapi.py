@@ -148,6 +148,21 @@ def partner_operation(blp, *statuses):
     return _operation(blp, security, (401, *statuses), {401: PARTNER_UNAUTHORIZED})
 
 
+def utility_operation(blp, *statuses):
+    """Document an operation that takes a utility's signature or its staff's token.
+
+    401 and 403 are added to the error `statuses`.
+    """
+    security = [{BEARER_AUTH: []}, {PARTNER_SIGNATURE: []}]
+    unauthorized = (
+        "Without the X-Lianban-Partner header: "
+        + BEARER_UNAUTHORIZED
+        + " With it: "
+        + PARTNER_UNAUTHORIZED
+    )
+    return _operation(blp, security, (401, 403, *statuses), {401: unauthorized})
+
+
 def public_operation(blp, *statuses):
     """Document an operation open to anyone, with the errors it can return."""
     return _operation(blp, [], statuses, {})

@@ -6,9 +6,10 @@ import logging
 import peewee
 from flask import current_app, g, request
 
-from models import PartnerMessage
+from models import PartnerMessage, Utility
 from partners.signing import (
     MESSAGE_ID_HEADER,
+    PARTNER_HEADER,
     SignatureError,
     read_headers,
     verify_signature,
@@ -67,6 +68,42 @@ ROLE_LABELS = {"citizen": "业主", **staff_service.ROLES}
 
 # Roles that act on a case through the citizen endpoints.
 CASE_ROLES = ("citizen", "agent", "window")
+
+
+def utility_caller_required(view):
+    """Let a utility in by its system's signature or by its staff's bearer token.
+
+    A request that carries the X-Lianban-Partner header is checked as signed
+    by that utility, and `g.partner` is set to its code. Any other request needs
+    the token of a staff member with the utility role, loaded into
+    `g.caller`. Either way `g.utility` is the utility acting.
+    """
+
+    @functools.wraps(view)
+    def as_staff(*args, **kwargs):
+        g.utility = g.caller.organisation.utility
+        if g.utility is None:
+            log.error("utility staff without a utility staff=%s", g.caller.staff.id)
+            raise Forbidden(
+                "role_forbidden", "您的机构未关联服务机构，不能使用此功能。"
+            )
+        return view(*args, **kwargs)
+
+    staff_view = caller_required("utility")(as_staff)
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if PARTNER_HEADER not in request.headers:
+            return staff_view(*args, **kwargs)
+        g.partner = verify_partner(("utility",))
+        g.caller = None
+        g.utility = Utility.get_or_none(Utility.code == g.partner)
+        if g.utility is None:
+            log.error("signed partner has no utility row partner=%s", g.partner)
+            raise Unauthorized("partner_unknown", "合作方未登记为服务机构。")
+        return view(*args, **kwargs)
+
+    return wrapper
 
 
 def signed_by(*partner_kinds):

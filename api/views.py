@@ -6,7 +6,7 @@ from api.fields import LocalDateTime, to_local
 from domain.masking import mask_address, mask_id_number, mask_name
 from models import Party, Transfer, TransferEvent
 from models.fields import data_keys
-from services import timeline
+from services import reconciliation_queue, timeline
 
 
 class PersonView(Schema):
@@ -47,6 +47,34 @@ class CaseSummarySchema(Schema):
     opened_at = fields.String()
 
 
+class AccountReviewSchema(Schema):
+    item_id = fields.Integer()
+    service_org = fields.String()
+    account_no = fields.String()
+    status = fields.String(metadata={"description": "open, linked or rejected"})
+    status_label = fields.String()
+    reasons = fields.List(
+        fields.String(),
+        metadata={
+            "description": "The checks the account failed: "
+            + ", ".join(reconciliation_queue.REASONS)
+        },
+    )
+    decision_note = fields.String(
+        allow_none=True, metadata={"description": "The utility's note on its decision"}
+    )
+    outcome = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "For a linked account: transfer_added, or linked_only "
+            "when the case was no longer open"
+        },
+    )
+    transfer_id = fields.Integer(allow_none=True)
+    created_at = LocalDateTime()
+    decided_at = LocalDateTime(allow_none=True)
+
+
 class CaseSchema(CaseSummarySchema):
     unit_code = fields.String()
     certificate_no = fields.String(allow_none=True)
@@ -55,6 +83,10 @@ class CaseSchema(CaseSummarySchema):
     previous_owners = fields.List(fields.Nested(PersonView))
     submitted_at = fields.String(allow_none=True)
     transfers = fields.List(fields.Nested(TransferSchema))
+    account_reviews = fields.List(
+        fields.Nested(AccountReviewSchema),
+        metadata={"description": "Accounts sent to their utility to check by hand"},
+    )
     warnings = fields.List(
         fields.String(), metadata={"description": "Things the applicant should know"}
     )
@@ -105,7 +137,13 @@ class PaymentSchema(Schema):
 class EventSchema(Schema):
     status = fields.String()
     label = fields.String()
-    actor = fields.String()
+    actor = fields.String(
+        metadata={"description": "applicant, agent, window, utility or system"}
+    )
+    actor_name = fields.String(
+        allow_none=True,
+        metadata={"description": "The agency or registry window that acted"},
+    )
     note = fields.String(allow_none=True)
     return_reason = fields.String(allow_none=True)
     occurred_at = fields.String()
@@ -169,8 +207,28 @@ def case_view(case, viewer):
         ],
         submitted_at=to_local(case.submitted_at),
         transfers=transfer_views(case, viewer, parties),
+        account_reviews=[
+            account_review_view(item)
+            for item in reconciliation_queue.items_of_case(case)
+        ],
     )
     return view
+
+
+def account_review_view(item):
+    return {
+        "item_id": item.id,
+        "service_org": item.utility.service_org,
+        "account_no": item.account_no,
+        "status": item.status,
+        "status_label": reconciliation_queue.STATUSES[item.status],
+        "reasons": item.reasons,
+        "decision_note": item.decision_note,
+        "outcome": reconciliation_queue.outcome(item),
+        "transfer_id": item.transfer_id,
+        "created_at": item.created_at,
+        "decided_at": item.decided_at,
+    }
 
 
 def holder_relation(holder_ids, parties):
@@ -256,6 +314,7 @@ def progress_view(case):
                         "label": timeline.NOTES.get(event.status)
                         or timeline.status_label(event.status),
                         "actor": event.actor,
+                        "actor_name": event.actor_name,
                         "note": event.note,
                         "return_reason": event.return_reason,
                         "occurred_at": to_local(event.occurred_at),

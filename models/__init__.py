@@ -10,6 +10,7 @@ from models.cases import (
 )
 from models.outbox import OutboxMessage, PartnerMessage
 from models.payments import Payment, Refund
+from models.reconciliation import ReconciliationItem
 from models.registry import Business, Party, Unit, UnitCode
 from models.staff import CaseAction, CounterConsent, LookupRecord, Organisation, Staff
 from models.utilities import AccountLink, Agreement, Utility
@@ -33,6 +34,7 @@ ALL_MODELS = (
     CounterConsent,
     CaseAction,
     LookupRecord,
+    ReconciliationItem,
     Payment,
     Refund,
     OutboxMessage,

@@ -23,7 +23,7 @@ from models.db import locked, retry_on_race, transaction
 from models.fields import data_keys
 from partners.http import PartnerError
 from partners.utilities import AccountNotFound
-from services import access, delivery, timeline
+from services import access, delivery, reconciliation_queue, timeline
 from services.errors import Conflict, Invalid, NotFound, PartnerUnavailable
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def create_case(business, citizen, authority):
     return case, True
 
 
-def _new_transfer(case, utility, account_no, link, added):
+def _new_transfer(case, utility, account_no, link, added, note=None):
     transfer = Transfer.create(
         case=case,
         utility=utility,
@@ -108,7 +108,7 @@ def _new_transfer(case, utility, account_no, link, added):
         account=link,
         added_by_applicant=added,
     )
-    timeline.record(transfer, "opened")
+    timeline.record(transfer, "opened", note=note)
     return transfer
 
 
@@ -150,8 +150,13 @@ def find_utility(service_org, location="json"):
     return utility
 
 
-def add_account(case, service_org, account_no):
-    """Add an account the unit is not linked to, after the utility confirms it."""
+def add_account(case, service_org, account_no, request_review=False):
+    """Add an account the unit is not linked to, after the utility confirms it.
+
+    Returns the new transfer. An account that the online checks cannot place
+    raises Conflict, unless `request_review` is set: then it is queued for its
+    utility to check by hand, and the queue's item is returned instead.
+    """
     require_open(case)
     utility = find_utility(service_org)
     if Transfer.get_or_none(
@@ -171,14 +176,14 @@ def add_account(case, service_org, account_no):
             "该户号已关联到其他房屋，不能加入本事项；如户号有误请联系服务机构核对。",
         )
 
-    account = _fetch_account(utility, account_no)
-    if account.status == "closed":
-        raise Conflict(
-            "account_closed", "该户号已销户，无需过户；如有疑问请联系服务机构。"
+    account, reasons = _check_account(case, utility, account_no, known)
+    if reasons and request_review:
+        item, _ = reconciliation_queue.request_review(
+            case, utility, account_no, reasons, account
         )
-    linked_here = known is not None and known.unit_id == unit.id
-    if not linked_here:
-        _check_unlinked(case, utility, account)
+        return item
+    if reasons:
+        raise _not_placed(reasons)
 
     try:
         transfer = _link_and_add(case, utility, account_no, account)
@@ -194,31 +199,55 @@ def add_account(case, service_org, account_no):
     return transfer
 
 
+def _check_account(case, utility, account_no, known):
+    """Return the account and the codes of the checks that fail to place it.
+
+    The account is None for a utility without a system link, which cannot be
+    asked. An account linked to this unit already needs no further check.
+    """
+    if utility.connection != "system":
+        log.info("account not placed case=%s utility=%s", case.id, utility.code)
+        return None, ["utility_not_connected"]
+    account = _fetch_account(utility, account_no)
+    if account.status == "closed":
+        raise Conflict(
+            "account_closed", "该户号已销户，无需过户；如有疑问请联系服务机构。"
+        )
+    if known is not None and known.unit_id == case.business.unit_id:
+        return account, []
+    return account, _check_unlinked(case, utility, account)
+
+
 def _check_unlinked(case, utility, account):
-    """Check that an account no roster linked belongs to this home.
+    """Return the codes of the checks that an account no roster linked fails.
 
     The holder must be an owner or previous owner, and the account's address
     must end with the flat's building, stair and room, because a seller or a
     developer often has accounts for several flats.
     """
-    # NOTE: an account that fails these checks needs the utility to
-    # reconcile it by hand, which has no queue yet, so it cannot be added.
+    reasons = []
     if not _held_by_party(case.business, account):
-        log.info("account holder not a party case=%s utility=%s", case.id, utility.code)
-        raise Conflict(
-            "account_holder_mismatch",
-            "该户号登记的用户不是本房屋的权利人或原权利人，无法在线核验归属；"
-            "请持缴费单到服务机构核对后再办理。",
-        )
+        reasons.append("account_holder_mismatch")
     if same_flat(case.business.location, account.account_address) is not True:
+        reasons.append("account_address_mismatch")
+    if reasons:
         log.info(
-            "account address not this flat case=%s utility=%s", case.id, utility.code
+            "account not placed case=%s utility=%s reasons=%s",
+            case.id,
+            utility.code,
+            ",".join(reasons),
         )
-        raise Conflict(
-            "account_address_mismatch",
-            "该户号的用户地址与本房屋的楼号、单元或房号不一致，无法在线核验归属；"
-            "请持缴费单到服务机构核对后再办理。",
-        )
+    return reasons
+
+
+def _not_placed(reasons):
+    """Return the Conflict for an account that the online checks cannot place."""
+    causes = "；".join(reconciliation_queue.REASONS[code] for code in reasons)
+    return Conflict(
+        reasons[0],
+        f"{causes}，无法在线核验该户号的归属。可在请求中加上 "
+        '"request_review": true，请服务机构人工核对；也可持缴费单到服务机构办理。',
+    )
 
 
 def _link_and_add(case, utility, account_no, account):
@@ -257,11 +286,6 @@ def _held_by_party(business, account):
 
 
 def _fetch_account(utility, account_no):
-    if utility.connection != "system":
-        raise Conflict(
-            "utility_not_connected",
-            "该服务机构未接入系统核验，请到服务机构窗口办理或等待其线下核对。",
-        )
     try:
         return delivery.utility_client(utility).get_account(account_no)
     except AccountNotFound:

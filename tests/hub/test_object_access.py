@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from demo import scenarios
 from demo.client import HubClient
-from models import OutboxMessage
+from models import OutboxMessage, ReconciliationItem, Utility
 from models.db import database
 from tests.hub.conftest import Staffing
-from tests.hub.flows import citizen_request
+from tests.hub.flows import citizen_request, drive_to_submission
 
 MISSING_ID = 2_000_000_000
 CASE = {"owner", "agent", "window"}
@@ -41,6 +42,12 @@ EXPECTED = {
     "POST /cases/{case_id}/delegations": {"owner"},
     "POST /cases/{case_id}/delegations/{delegation_id}/revocation": {"owner"},
     "GET /lookup/cases/{case_id}": {"service", "admin"},
+    # The utility's staff reach only their own utility's transfers and items.
+    "GET /utility/transfers/{transfer_id}": {"utility"},
+    "POST /utility/transfers/{transfer_id}/feedback": {"utility"},
+    "POST /utility/transfers/{transfer_id}/reopen": {"utility"},
+    "GET /partner/reconciliations/{item_id}": {"utility"},
+    "POST /partner/reconciliations/{item_id}": {"utility"},
     "POST /admin/deliveries/{delivery_id}/retry": {"admin"},
     "GET /payments/{payment_id}": CASE,
     "GET /payments/{payment_id}/qr.png": CASE,
@@ -131,6 +138,25 @@ class World:
                 "consent_reference": "SQ-MATRIX-1",
             },
         )
+        # A registered case whose transfer the water utility has received.
+        pushed = homes.make(accounts=[("water", {})])
+        other_owner = new_client(stack)
+        case_id = drive_to_submission(other_owner, pushed)
+        other_owner.call("POST", f"/cases/{case_id}/submission", {})
+        other_owner.put_business(
+            pushed.business_no, scenarios.business_payload(pushed, "completed")
+        )
+        self.pushed_transfer_id = other_owner.call("GET", f"/cases/{case_id}")[
+            "transfers"
+        ][0]["transfer_id"]
+        # An account the owner asked the water utility to check by hand.
+        self.item_id = ReconciliationItem.create(
+            utility=Utility.get(Utility.code == "water"),
+            account_no="SW55555555",
+            source="applicant",
+            case=self.case_id,
+            reasons=["account_holder_mismatch"],
+        ).id
         # A delivered message, so that an operator's retry has an id to act on.
         self.delivery_id = OutboxMessage.create(
             kind="report_payment",
@@ -160,10 +186,14 @@ class World:
             },
         )
 
-    def ids(self, missing=False):
+    def ids(self, template, missing=False):
+        utility_side = template.startswith("/utility/")
         real = {
             "case_id": self.case_id,
-            "transfer_id": self.transfer_id,
+            "transfer_id": self.pushed_transfer_id
+            if utility_side
+            else self.transfer_id,
+            "item_id": self.item_id,
             "payment_id": self.payment_id,
             "delegation_id": self.spare_delegation_id,
             "delivery_id": self.delivery_id,
@@ -180,6 +210,12 @@ class World:
     def body(self, method, path):
         if method != "POST":
             return None
+        if path.endswith("/feedback"):
+            return {"status": "办理中"}
+        if path.endswith("/reopen"):
+            return {"note": "代扣已解除"}
+        if path.startswith("/partner/reconciliations/"):
+            return {"decision": "reject", "note": "核对不符"}
         if path.endswith("/accounts"):
             return {"service_org": self.service_org, "account_no": "SW99999999"}
         if path.endswith("/agreement"):
@@ -221,8 +257,8 @@ def test_who_gets_through(stack, homes, cast, operation):
     world = World(stack, homes, cast)
     method, template = operation.split(" ", 1)
     query = "?reason=核对过户进度" if template.startswith("/lookup/") else ""
-    path = template.format(**world.ids()) + query
-    missing_path = template.format(**world.ids(missing=True)) + query
+    path = template.format(**world.ids(template)) + query
+    missing_path = template.format(**world.ids(template, missing=True)) + query
     body = world.body(method, template)
     allowed = EXPECTED[operation]
 
@@ -244,6 +280,13 @@ def test_who_gets_through(stack, homes, cast, operation):
         assert through == allowed
 
 
+# Who writes to each operation in the check of fields nobody may set.
+CALLER_OF = {
+    "/utility/transfers/{transfer_id}/feedback": "utility",
+    "/utility/transfers/{transfer_id}/reopen": "utility",
+    "/partner/reconciliations/{item_id}": "utility",
+}
+
 # Operations that read no body at all, so whatever is sent is ignored.
 WITHOUT_BODY = {
     "POST /cases/{case_id}/delegations/{delegation_id}/revocation",
@@ -258,11 +301,14 @@ WRITES = sorted(
 def test_fields_nobody_may_set_are_refused(stack, homes, cast, operation):
     world = World(stack, homes, cast)
     _, template = operation.split(" ", 1)
-    body = {**world.body("POST", template), "status": "closed", "citizen_id": 1}
+    body = {**world.body("POST", template), "state": "closed", "citizen_id": 1}
 
     answer = citizen_request(
-        world.callers["owner"], "POST", template.format(**world.ids()), body
+        world.callers[CALLER_OF.get(template, "owner")],
+        "POST",
+        template.format(**world.ids(template)),
+        body,
     )
 
     assert answer.status_code == 422, answer.text
-    assert set(answer.json()["errors"]["json"]) == {"status", "citizen_id"}
+    assert set(answer.json()["errors"]["json"]) == {"state", "citizen_id"}

@@ -20,6 +20,8 @@ PAGED = {
     "/admin/payments/flagged": ("admin", ""),
     "/lookup/cases": ("service", "business_no=JN0000&reason=核对过户进度"),
     "/lookup/records": ("admin", ""),
+    "/utility/transfers": ("utility", ""),
+    "/partner/reconciliations": ("utility", ""),
 }
 
 
