@@ -44,6 +44,7 @@ DEFAULTS = {
     "RATE_LIMIT_STORAGE_URL": "memory://",
     "COUNTER_CONSENT_SECONDS": 8 * 3600,
     "PAGE_SIZE_MAX": 100,
+    "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
 }
 
 # Environment variables are LIANBAN_<KEY>, except the conventional DATABASE_URL.

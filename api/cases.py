@@ -6,6 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from api import fields as api_fields
 from api import paging, views
+from api.idempotency import idempotent_operation
 from api.openapi import JSON_BODY_ERRORS, bearer_operation
 from api.security import CASE_ROLES, caller_required
 from models import ReconciliationItem
@@ -64,6 +65,7 @@ def list_cases(args):
 
 @blp.route("/cases", methods=["POST"])
 @caller_required(*CASE_ROLES)
+@idempotent_operation(blp)
 @bearer_operation(blp, 404, 409, *JSON_BODY_ERRORS)
 @blp.arguments(OpenCaseSchema)
 @blp.response(201, views.CaseSchema)
@@ -98,6 +100,7 @@ def list_accounts(case_id):
 
 @blp.route("/cases/<int:case_id>/accounts", methods=["POST"])
 @caller_required(*CASE_ROLES)
+@idempotent_operation(blp)
 @bearer_operation(blp, 404, 409, 422, 502, *JSON_BODY_ERRORS)
 @blp.arguments(AddAccountSchema)
 @blp.response(201, views.TransferSchema)
@@ -165,6 +168,7 @@ def get_arrears(case_id):
     "/cases/<int:case_id>/transfers/<int:transfer_id>/payments", methods=["POST"]
 )
 @caller_required(*CASE_ROLES)
+@idempotent_operation(blp)
 @bearer_operation(blp, 404, 409, 502, *JSON_BODY_ERRORS)
 @blp.arguments(PaymentStartSchema, required=False)
 @blp.response(201, views.PaymentSchema)
@@ -179,6 +183,7 @@ def start_payment(data, case_id, transfer_id):
 
 @blp.route("/cases/<int:case_id>/submission", methods=["POST"])
 @caller_required(*CASE_ROLES)
+@idempotent_operation(blp)
 @bearer_operation(blp, 404, 409, *JSON_BODY_ERRORS)
 @blp.arguments(EmptySchema, required=False)
 @blp.response(200, views.CaseSchema)

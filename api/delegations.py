@@ -6,6 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from api import fields as api_fields
 from api import paging
+from api.idempotency import idempotent_operation
 from api.openapi import JSON_BODY_ERRORS, bearer_operation
 from api.security import CASE_ROLES, caller_required
 from models import Case, CaseAction
@@ -73,6 +74,7 @@ def _grant(business, case, data):
 
 @blp.route("/cases/<int:case_id>/delegations", methods=["POST"])
 @caller_required("citizen")
+@idempotent_operation(blp)
 @bearer_operation(blp, 404, 409, 422, *JSON_BODY_ERRORS)
 @blp.arguments(DelegationSchema)
 @blp.response(201, DelegationView)
@@ -108,6 +110,7 @@ def revoke(case_id, delegation_id):
 
 @blp.route("/delegations", methods=["POST"])
 @caller_required("citizen")
+@idempotent_operation(blp)
 @bearer_operation(blp, 404, 409, *JSON_BODY_ERRORS)
 @blp.arguments(BusinessDelegationSchema)
 @blp.response(201, DelegationView)

@@ -6,6 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from api import fields as api_fields
 from api import views
+from api.idempotency import idempotent_operation
 from api.openapi import JSON_BODY_ERRORS, bearer_operation
 from api.security import caller_required
 from services import window
@@ -57,6 +58,7 @@ class CounterCaseView(views.CaseSchema):
 
 @blp.route("/window/cases", methods=["POST"])
 @caller_required("window")
+@idempotent_operation(blp)
 @bearer_operation(blp, 404, 409, *JSON_BODY_ERRORS)
 @blp.arguments(CounterCaseSchema)
 @blp.response(201, CounterCaseView)

@@ -8,6 +8,7 @@ from models.cases import (
     Transfer,
     TransferEvent,
 )
+from models.idempotency import IdempotencyRecord
 from models.outbox import OutboxMessage, PartnerMessage
 from models.payments import Payment, Refund
 from models.reconciliation import ReconciliationItem
@@ -39,6 +40,7 @@ ALL_MODELS = (
     Refund,
     OutboxMessage,
     PartnerMessage,
+    IdempotencyRecord,
 )
 
 __all__ = [model.__name__ for model in ALL_MODELS] + ["ALL_MODELS"]

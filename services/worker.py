@@ -4,7 +4,7 @@ import logging
 import threading
 
 from models.db import database
-from services import delivery, payments, settlement
+from services import delivery, housekeeping, payments, settlement
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class OutboxWorker(threading.Thread):
                 payments.poll_pending()
                 settlement.poll_refunds()
                 delivery.forget_old_message_ids()
+                housekeeping.forget_old_idempotency_keys()
             except Exception:
                 log.exception("outbox pass failed; retrying next pass")
             finally:
