@@ -7,7 +7,7 @@ from flask import Flask
 
 import api
 import models.db
-from api import errors, limits, openapi, requestlog
+from api import errors, limits, openapi, operations, requestlog
 from models.fields import data_keys
 from settings import load_settings, parse_data_keys, read_partner_secrets
 
@@ -40,6 +40,7 @@ def create_app(config=None):
     rest = openapi.init_api(app)
     errors.init_app(app)
     limits.init_app(app)
+    operations.init_app(app)
     for blueprint in api.BLUEPRINTS:
         rest.register_blueprint(blueprint, url_prefix="/api/v1")
     return app

@@ -45,6 +45,7 @@ DEFAULTS = {
     "COUNTER_CONSENT_SECONDS": 8 * 3600,
     "PAGE_SIZE_MAX": 100,
     "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
+    "METRICS_TOKEN": None,
 }
 
 # Environment variables are LIANBAN_<KEY>, except the conventional DATABASE_URL.
