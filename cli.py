@@ -506,15 +506,33 @@ def payments_reconcile(bill_date, provider):
 
 
 @main.command()
-def worker():
-    """Send pushes and payment reports from the outbox until Ctrl-C."""
-    from app import create_app
-    from services.worker import OutboxWorker
+@click.option(
+    "--workers",
+    default=4,
+    show_default=True,
+    help="Threads that run queued tasks at once.",
+)
+def worker(workers):
+    """Run the queue's consumer: pushes, payment reports, refunds, polling.
 
-    thread = OutboxWorker(create_app())
-    thread.start()
-    _wait_for_signal()
-    thread.stop()
+    It runs until SIGINT or SIGTERM, finishing the tasks in hand first.
+    """
+    from huey.consumer import Consumer
+
+    from app import create_app
+    from services import queue
+
+    app = create_app()
+    queue.configure(app)
+    consumer = Consumer(
+        queue.huey,
+        workers=workers,
+        worker_type="thread",
+        max_delay=app.config["QUEUE_MAX_POLL_SECONDS"],
+    )
+    with app.app_context():
+        queue.send_due()
+    consumer.run()
 
 
 def _wait_for_signal():
@@ -523,6 +541,10 @@ def _wait_for_signal():
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
 
+
+from linkage.cli import link as link_command  # noqa: E402
+
+main.add_command(link_command)
 
 if __name__ == "__main__":
     main()

@@ -14,8 +14,7 @@ from demo import scenarios
 from models import migrate
 from peers.common import QueryFreeRequestHandler
 from peers.launch import free_port, start_peers
-from services import catalog
-from services.worker import OutboxWorker
+from services import catalog, queue
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +28,10 @@ class Stack:
     peers: object
     registry_secret: str
     server: object
-    worker: OutboxWorker
+    worker: queue.EmbeddedConsumer
 
     def stop(self):
-        self.worker.stop()
+        queue.stop_embedded(self.worker)
         self.server.shutdown()
         self.peers.stop()
         log.info("stack stopped")
@@ -99,8 +98,7 @@ def start_stack(
             HOST, port, app, threaded=True, request_handler=QueryFreeRequestHandler
         )
         threading.Thread(target=server.serve_forever, name="hub", daemon=True).start()
-        worker = OutboxWorker(app)
-        worker.start()
+        worker = queue.start_embedded(app)
     except BaseException:
         peers.stop()
         raise

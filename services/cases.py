@@ -487,7 +487,7 @@ def submit_case(case):
         access.record_action(case, "submit")
         if case.business.registration_status == "completed":
             delivery.queue_case_pushes(case)
-    delivery.wake_worker.set()
+    delivery.wake()
     log.info("case submitted case=%s transfers=%d", case.id, len(transfers))
     return case
 

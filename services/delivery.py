@@ -7,7 +7,6 @@ is retried with exponential backoff until the utility takes it.
 
 import logging
 import random
-import threading
 import uuid
 from datetime import timedelta
 
@@ -28,7 +27,8 @@ PUSH = "push_transfer"
 PAYMENT_REPORT = "report_payment"
 
 # Set after a commit that wrote outbox messages, so the worker wakes at once.
-wake_worker = threading.Event()
+# How long a claimed attempt may take before another task may try again.
+LEASE_SECONDS = 60
 
 
 def _parties(business, role):
@@ -93,7 +93,6 @@ def queue_case_pushes(case):
         )
     case.status = "in_progress"
     case.save()
-    wake_worker.set()
     log.info("pushes queued case=%s transfers=%d", case.id, len(transfers))
 
 
@@ -111,7 +110,6 @@ def queue_payment_report(payment):
             "paid_at": payment.paid_at.isoformat() + "Z",
         },
     )
-    wake_worker.set()
 
 
 def utility_client(utility):
@@ -129,43 +127,55 @@ def utility_client(utility):
     )
 
 
-def claim_due(limit=20):
-    """Claim due messages by moving their next attempt past a lease.
-
-    The conditional update makes two workers never send the same attempt.
-    """
-    now = utcnow()
-    lease = now + timedelta(seconds=60)
-    due = list(
-        OutboxMessage.select()
+def due_ids(limit=500):
+    """Return the ids of pending messages whose next attempt is due."""
+    query = (
+        OutboxMessage.select(OutboxMessage.id)
         .where(
-            (OutboxMessage.state == "pending") & (OutboxMessage.next_attempt_at <= now)
+            (OutboxMessage.state == "pending")
+            & (OutboxMessage.next_attempt_at <= utcnow())
         )
         .order_by(OutboxMessage.next_attempt_at)
         .limit(limit)
     )
-    claimed = []
-    for message in due:
-        won = (
-            OutboxMessage.update(next_attempt_at=lease)
-            .where(
-                (OutboxMessage.id == message.id)
-                & (OutboxMessage.next_attempt_at == message.next_attempt_at)
-                & (OutboxMessage.state == "pending")
-            )
-            .execute()
+    return [row.id for row in query]
+
+
+def claim(message_id):
+    """Claim a due message for one attempt; return it, or None if not due.
+
+    The conditional update moves the next attempt past a lease, so that two
+    tasks for one message never send the same attempt.
+    """
+    message = OutboxMessage.get_or_none(OutboxMessage.id == message_id)
+    now = utcnow()
+    if message is None or message.state != "pending" or message.next_attempt_at > now:
+        return None
+    won = (
+        OutboxMessage.update(next_attempt_at=now + timedelta(seconds=LEASE_SECONDS))
+        .where(
+            (OutboxMessage.id == message.id)
+            & (OutboxMessage.next_attempt_at == message.next_attempt_at)
+            & (OutboxMessage.state == "pending")
         )
-        if won:
-            claimed.append(message)
-    return claimed
+        .execute()
+    )
+    return message if won else None
 
 
-def deliver_due(limit=20):
-    """Send every due message once; return how many were taken by the partner."""
-    sent = 0
-    for message in claim_due(limit):
-        sent += deliver(message)
-    return sent
+def next_attempt(message_id):
+    """Return when a failed message is due again, or None if it will not be."""
+    message = OutboxMessage.get_or_none(OutboxMessage.id == message_id)
+    if message is None or message.state != "pending":
+        return None
+    return message.next_attempt_at
+
+
+def wake():
+    """Queue the messages that are due, after a commit that wrote some."""
+    from services import queue
+
+    queue.send_due()
 
 
 def deliver(message):

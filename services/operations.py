@@ -55,7 +55,7 @@ def retry_delivery(message_id):
             timeline.record(transfer, "push_retry", "system")
             access.record_action(transfer.case, "retry_push", transfer)
         message.save()
-    delivery.wake_worker.set()
+    delivery.wake()
     log.info(
         "delivery retry requested message=%s kind=%s was_failed=%s",
         message.id,

@@ -97,7 +97,7 @@ def _upsert(business_no, data, raw_payload):
         _replace_parties(business, data)
         _link_named_accounts(unit, data.get("accounts") or [])
         _apply_status(business)
-    delivery.wake_worker.set()
+    delivery.wake()
     log.info(
         "business %s business_no=%s status=%s",
         "created" if created else "updated",

@@ -38,6 +38,14 @@ def settle(out_trade_no, transaction_id, amount_fen, paid_at):
     if amount_fen != payment.amount_fen:
         return _flag_amount(payment, amount_fen)
     paid_at = (paid_at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
+    outcome = _settle_paid(payment, transaction_id, paid_at)
+    if outcome in (CREDITED, REFUNDING):
+        # The report or refund message is committed; have it sent now.
+        delivery.wake()
+    return outcome
+
+
+def _settle_paid(payment, transaction_id, paid_at):
     with transaction():
         if _mark_paid(payment, "pending", "paid", transaction_id, paid_at):
             return _credit(Payment.get_by_id(payment.id))
@@ -122,7 +130,6 @@ def _queue_refund(payment, reason):
         utility_code=payment.transfer.utility.code,
         payload={"out_refund_no": refund.out_refund_no},
     )
-    delivery.wake_worker.set()
     log.info("refund queued refund=%s payment=%s", refund.id, payment.id)
     return refund
 
@@ -153,8 +160,6 @@ def send_refund(message):
 
 def poll_refunds(limit=20):
     """Ask WeChat Pay about refunds still processing; return how many finished."""
-    from services import wallets
-
     processing = list(
         Refund.select()
         .join(Payment)
@@ -162,17 +167,24 @@ def poll_refunds(limit=20):
         .order_by(Refund.id)
         .limit(limit)
     )
-    finished = 0
-    for refund in processing:
-        try:
-            done = wallets.refund_done(refund.payment, refund.out_refund_no)
-        except PaymentError as error:
-            log.warning("refund query failed refund=%s error=%s", refund.id, error)
-            continue
-        if done is None:
-            continue
-        Refund.update(status="succeeded" if done else "failed", done_at=utcnow()).where(
-            (Refund.id == refund.id) & (Refund.status == "processing")
-        ).execute()
-        finished += 1
-    return finished
+    return sum(check_refund(refund) for refund in processing)
+
+
+def check_refund(refund):
+    """Ask the provider whether a refund in processing finished; return 1 if so."""
+    from services import wallets
+
+    if refund.status != "processing":
+        return 0
+    try:
+        done = wallets.refund_done(refund.payment, refund.out_refund_no)
+    except PaymentError as error:
+        log.warning("refund query failed refund=%s error=%s", refund.id, error)
+        return 0
+    if done is None:
+        return 0
+    Refund.update(status="succeeded" if done else "failed", done_at=utcnow()).where(
+        (Refund.id == refund.id) & (Refund.status == "processing")
+    ).execute()
+    log.info("refund finished refund=%s succeeded=%s", refund.id, done)
+    return 1

@@ -2,11 +2,14 @@
 
 `LIANBAN_TEST_DATABASE_URL` picks the database; unset, each run uses a fresh
 SQLite file. A PostgreSQL database is emptied before the run.
+`LIANBAN_TEST_REDIS_URL` moves the queue and the rate limits to Redis; unset,
+they live in a SQLite file and in memory.
 """
 
 import itertools
 import os
 import random
+import uuid
 
 import pytest
 import requests
@@ -44,6 +47,15 @@ def stack(tmp_path_factory):
     if url:
         _empty_database(url)
         config["DATABASE_URL"] = url
+    redis_url = os.environ.get("LIANBAN_TEST_REDIS_URL")
+    if redis_url:
+        # The queue and the rate-limit counters live in Redis, as in
+        # production; the run's own names keep runs apart.
+        run = uuid.uuid4().hex[:12]
+        config["QUEUE_URL"] = redis_url
+        config["QUEUE_NAME"] = f"lianban-test-{run}"
+        config["RATE_LIMIT_STORAGE_URL"] = redis_url
+        config["RATELIMIT_KEY_PREFIX"] = f"lianban-test-{run}"
     running = start_stack(
         tmp_path_factory.mktemp("hub"), config=config, feedback_delay=0.2
     )

@@ -288,11 +288,11 @@ def test_transfer_label_when_ready(client, homes):
 
 
 def test_pending_push_survives_worker_restart(client, homes, stack, app):
-    from services.worker import OutboxWorker
+    from services import queue
 
     home = homes.make(accounts=[("water", {})])
     case_id = drive_to_submission(client, home)
-    stack.worker.stop()
+    queue.stop_embedded(stack.worker)
     try:
         client.call("POST", f"/cases/{case_id}/submission", {})
         complete_registration(client, home)
@@ -305,8 +305,7 @@ def test_pending_push_survives_worker_restart(client, homes, stack, app):
         assert message.state == "pending"
         assert message.attempts == 0
     finally:
-        stack.worker = OutboxWorker(stack.app)
-        stack.worker.start()
+        stack.worker = queue.start_embedded(stack.app)
 
     progress = client.wait_until_final(case_id)
     assert progress["transfers"][0]["status"] == "completed"

@@ -101,12 +101,13 @@ def test_late_payment_refund_is_sent(client, homes, stack, app):
 
     transfer_id, first = _order(client, homes, arrears_fen=777)
     Payment.update(status="closed").where(Payment.id == first["payment_id"]).execute()
+    # Paid in the sandbox first, because a provider accepts a refund only for
+    # an order it knows as paid.
+    client.pay_in_sandbox(first["code_url"])
     headers, body = wechat_notification(
         stack.peers.keys, first["out_trade_no"], first["amount_fen"]
     )
     assert _post(stack, headers, body).status_code == 204
-    # The sandbox must know the order as paid before it accepts a refund.
-    client.pay_in_sandbox(first["code_url"])
 
     deadline = time.monotonic() + 15
     refund = Refund.get(Refund.payment == first["payment_id"])
