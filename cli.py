@@ -155,6 +155,31 @@ def registry_put(business_no, body, hub, var_dir):
     sys.exit(0 if response.ok else 1)
 
 
+@registry.command("import-units")
+@click.argument("export", type=click.Path(exists=True, dir_okay=False))
+def registry_import_units(export):
+    """Load the registry's unit export (CSV) for roster linkage.
+
+    EXPORT has the columns 不动产单元代码, 不动产权证号, 坐落, 用途, 建筑面积, 套内面积,
+    权利人名称, 权利人证件号码, 原权利人名称 and 原权利人证件号码, several people
+    joined by `;`. Units already loaded are replaced by the export's values.
+    """
+    from linkage.records import RecordsError
+    from services import rosters
+
+    with _database():
+        try:
+            result, new, updated = rosters.import_units(export)
+        except RecordsError as error:
+            raise click.ClickException(str(error)) from None
+    for problem in result.problems:
+        click.echo(str(problem), err=True)
+    click.echo(
+        f"{export}: {new} units added, {updated} replaced, "
+        f"{len(result.bad_rows)} rows left out ({result.encoding})"
+    )
+
+
 @registry.command("demo-body")
 @click.argument("business_no")
 @click.option(
