@@ -10,6 +10,7 @@ from api import (
     partner,
     payments,
     registry,
+    rosters,
     utility,
     window,
 )
@@ -25,5 +26,6 @@ BLUEPRINTS = (
     registry.blp,
     partner.blp,
     utility.blp,
+    rosters.blp,
     admin.blp,
 )

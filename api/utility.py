@@ -12,7 +12,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate
 
 from api import paging, views
-from api.fields import LocalDateTime, to_local
+from api.fields import LocalDateTime, UnitCode, to_local
 from api.openapi import JSON_BODY_ERRORS, bearer_operation, utility_operation
 from api.security import caller_required, utility_caller_required
 from domain.masking import mask_address, mask_id_number, mask_name
@@ -238,6 +238,14 @@ class DecisionSchema(Schema):
         validate=validate.Length(max=500),
         metadata={"description": "Required to reject; the applicant sees it"},
     )
+    unit_code = UnitCode(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "For an account from a roster: the unit to link it to, "
+            "usually one of the item's candidates"
+        },
+    )
 
 
 class ReconciliationView(Schema):
@@ -298,7 +306,10 @@ def reconciliation_view(item, parties):
         "status": item.status,
         "status_label": reconciliation_queue.STATUSES[item.status],
         "reasons": item.reasons,
-        "reason_labels": [reconciliation_queue.REASONS[code] for code in item.reasons],
+        # Roster items carry the engine's reasons as sentences, not codes.
+        "reason_labels": [
+            reconciliation_queue.REASONS.get(code, code) for code in item.reasons
+        ],
         "candidates": item.candidates,
         "business_no": business.business_no if business else None,
         "unit_code": item.unit.unit_code if item.unit else None,
@@ -365,6 +376,11 @@ def decide_reconciliation(data, item_id):
     item unchanged, and a different decision on a decided item gets 409.
     """
     item, _ = utility_desk.decide(
-        g.utility, g.caller, item_id, data["decision"], data["note"]
+        g.utility,
+        g.caller,
+        item_id,
+        data["decision"],
+        data["note"],
+        unit_code=data["unit_code"],
     )
     return reconciliation_views([item])[0]

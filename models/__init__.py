@@ -13,6 +13,7 @@ from models.outbox import OutboxMessage, PartnerMessage
 from models.payments import Payment, Refund
 from models.reconciliation import ReconciliationItem
 from models.registry import Business, Party, Unit, UnitCode
+from models.rosters import RegistryUnit, RosterEntry, RosterJob
 from models.staff import CaseAction, CounterConsent, LookupRecord, Organisation, Staff
 from models.utilities import AccountLink, Agreement, Utility
 
@@ -41,6 +42,9 @@ ALL_MODELS = (
     OutboxMessage,
     PartnerMessage,
     IdempotencyRecord,
+    RegistryUnit,
+    RosterJob,
+    RosterEntry,
 )
 
 __all__ = [model.__name__ for model in ALL_MODELS] + ["ALL_MODELS"]

@@ -49,6 +49,20 @@ class DataKeys:
             raise RuntimeError("No index key is configured; set LIANBAN_DATA_KEYS.")
         return hmac.new(self.index_key, value.encode(), hashlib.sha256).hexdigest()
 
+    def seal_bytes(self, data, associated):
+        """Seal `data` with the current key; the result names the key version."""
+        if self.current is None:
+            raise RuntimeError("No data key is configured; set LIANBAN_DATA_KEYS.")
+        nonce = os.urandom(12)
+        sealed = AESGCM(self.keys[self.current]).encrypt(nonce, data, associated)
+        return f"v{self.current}:".encode() + nonce + sealed
+
+    def open_bytes(self, sealed, associated):
+        """Open what `seal_bytes` sealed with the same associated data."""
+        version, _, rest = sealed.partition(b":")
+        aead = AESGCM(self.keys[int(version[1:])])
+        return aead.decrypt(rest[:12], rest[12:], associated)
+
 
 data_keys = DataKeys()
 

@@ -22,7 +22,7 @@ from huey.storage import BlackHoleStorage, RedisStorage, SqliteStorage
 
 from models import Refund
 from models.db import database
-from services import delivery, housekeeping, payments, settlement
+from services import delivery, housekeeping, payments, rosters, settlement
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +116,20 @@ def send_due():
         deliver_message(message_id)
 
 
+@huey.task()
+def run_roster_job(job_id):
+    """Link an uploaded roster and store its results."""
+    _in_app(lambda: rosters.run_job(job_id))
+
+
 @huey.periodic_task(crontab(minute="*"))
 def sweep():
     """Queue what is due, and ask the providers about pending orders and refunds."""
 
     def work():
         send_due()
+        for job_id in rosters.waiting_job_ids():
+            run_roster_job(job_id)
         payments.poll_pending()
         settlement.poll_refunds()
         delivery.forget_old_message_ids()

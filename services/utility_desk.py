@@ -156,7 +156,7 @@ def reopen(utility, caller, transfer_id, note):
     return transfer
 
 
-def decide(utility, caller, item_id, decision, note=None):
+def decide(utility, caller, item_id, decision, note=None, unit_code=None):
     """Link or reject a queued account; return (item, applied).
 
     Linking stores the account's unit and, while the case is open, adds the
@@ -174,7 +174,7 @@ def decide(utility, caller, item_id, decision, note=None):
     # A concurrent request may create the account's link first; the retry
     # then finds it.
     item, applied = retry_on_race(
-        lambda: _decide(utility, caller, item_id, DECISIONS[decision], note)
+        lambda: _decide(utility, caller, item_id, DECISIONS[decision], note, unit_code)
     )
     if applied:
         log.info(
@@ -186,7 +186,7 @@ def decide(utility, caller, item_id, decision, note=None):
     return item, applied
 
 
-def _decide(utility, caller, item_id, status, note):
+def _decide(utility, caller, item_id, status, note, unit_code=None):
     with transaction():
         item = reconciliation_queue.item_for(utility, item_id, lock=True)
         if item.status == status:
@@ -198,6 +198,8 @@ def _decide(utility, caller, item_id, status, note):
                 f"该核对项已有结论（{label}），不能改为其他结论。",
             )
         if status == "linked":
+            if item.source == "roster":
+                item.unit = _roster_unit(item, unit_code)
             item.transfer = _link(item)
         item.status = status
         item.decision_note = note
@@ -208,6 +210,29 @@ def _decide(utility, caller, item_id, status, note):
         if item.case_id is not None:
             access.record_action(item.case, f"review_{status}", item.transfer)
     return item, True
+
+
+def _roster_unit(item, unit_code):
+    """Return the unit a roster account is linked to by hand."""
+    from services import rosters
+
+    if unit_code is None:
+        raise Invalid(
+            "unit_code_missing",
+            "名册中的户号须指明关联到哪一个不动产单元，请填写 unit_code"
+            "（通常取自候选房屋）。",
+            errors={
+                "json": {"unit_code": ["required to link an account from a roster"]}
+            },
+        )
+    unit = rosters.unit_by_code(unit_code)
+    if unit is None:
+        raise Invalid(
+            "unit_not_found",
+            f"不动产单元代码 {unit_code} 不在登记数据中，请核对。",
+            errors={"json": {"unit_code": ["not a registered unit"]}},
+        )
+    return unit
 
 
 def _link(item):

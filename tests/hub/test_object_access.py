@@ -13,7 +13,7 @@ import requests
 
 from demo import scenarios
 from demo.client import HubClient
-from models import OutboxMessage, ReconciliationItem, Utility
+from models import OutboxMessage, ReconciliationItem, RosterJob, Utility
 from models.db import database
 from tests.hub.conftest import Staffing
 from tests.hub.flows import citizen_request, drive_to_submission
@@ -47,6 +47,8 @@ EXPECTED = {
     "POST /utility/transfers/{transfer_id}/feedback": {"utility"},
     "POST /utility/transfers/{transfer_id}/reopen": {"utility"},
     "GET /partner/reconciliations/{item_id}": {"utility"},
+    "GET /partner/rosters/{job_id}": {"utility"},
+    "GET /partner/rosters/{job_id}/results": {"utility"},
     "POST /partner/reconciliations/{item_id}": {"utility"},
     "POST /admin/deliveries/{delivery_id}/retry": {"admin"},
     "GET /payments/{payment_id}": CASE,
@@ -157,6 +159,14 @@ class World:
             case=self.case_id,
             reasons=["account_holder_mismatch"],
         ).id
+        # A finished roster job of the water utility.
+        self.job_id = RosterJob.create(
+            utility=Utility.get(Utility.code == "water"),
+            filename="roster.csv",
+            encoding="UTF-8",
+            uploaded_by="partner:water",
+            status="done",
+        ).id
         # A delivered message, so that an operator's retry has an id to act on.
         self.delivery_id = OutboxMessage.create(
             kind="report_payment",
@@ -194,6 +204,7 @@ class World:
             if utility_side
             else self.transfer_id,
             "item_id": self.item_id,
+            "job_id": self.job_id,
             "payment_id": self.payment_id,
             "delegation_id": self.spare_delegation_id,
             "delivery_id": self.delivery_id,

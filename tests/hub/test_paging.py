@@ -6,6 +6,7 @@ import pytest
 import requests
 
 from demo.client import HubClient
+from models import RosterJob, Utility
 from models.db import database
 from tests.hub.conftest import Homes, Staffing
 from tests.hub.flows import assert_error, citizen_request
@@ -22,6 +23,8 @@ PAGED = {
     "/lookup/records": ("admin", ""),
     "/utility/transfers": ("utility", ""),
     "/partner/reconciliations": ("utility", ""),
+    "/partner/rosters": ("utility", ""),
+    "/partner/rosters/{job_id}/results": ("utility", ""),
 }
 
 
@@ -63,7 +66,14 @@ def readers(stack):
         callers = {"owner": owner}
         for role in ("admin", "service", "utility"):
             callers[role] = staffing.member(role)[1]
-    return callers, {"case_id": case["case_id"]}
+        job = RosterJob.create(
+            utility=Utility.get(Utility.code == "water"),
+            filename="roster.csv",
+            encoding="UTF-8",
+            uploaded_by="partner:water",
+            status="done",
+        )
+    return callers, {"case_id": case["case_id"], "job_id": job.id}
 
 
 def test_every_paged_list_is_covered(paged_paths):
