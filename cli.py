@@ -438,8 +438,9 @@ def _database():
             yield app
         except peewee.OperationalError as error:
             raise click.ClickException(
-                f"The database {app.config['DATABASE_URL']} is not ready ({error}); "
-                "run `lianban db upgrade` or start `lianban serve` once."
+                f"The database {app.config['DATABASE_URL']} is not ready ({error}). "
+                "Set LIANBAN_VAR_DIR to the folder `lianban serve` used (or "
+                "DATABASE_URL), or run `lianban db upgrade` first."
             ) from None
 
 

@@ -49,7 +49,14 @@ class PasswordChangeSchema(Schema):
     old_password = fields.String(
         required=True, validate=validate.Length(min=1, max=staff.MAX_PASSWORD_LENGTH)
     )
-    new_password = fields.String(required=True, validate=validate.Length(min=1))
+    new_password = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=staff.MAX_PASSWORD_LENGTH),
+        metadata={
+            "description": f"{staff.MIN_PASSWORD_LENGTH} to "
+            f"{staff.MAX_PASSWORD_LENGTH} characters, not containing the username"
+        },
+    )
 
 
 class OrganisationView(Schema):
@@ -74,7 +81,8 @@ class MeSchema(Schema):
 
 
 @blp.route("/auth/miniprogram-login", methods=["POST"])
-@public_operation(blp, 401, 502, *JSON_BODY_ERRORS)
+@limits.login_per_address
+@public_operation(blp, 401, 429, 502, *JSON_BODY_ERRORS)
 @blp.arguments(MiniProgramLoginSchema)
 @blp.response(200, TokenPairSchema)
 def miniprogram_login(data):
@@ -98,13 +106,14 @@ def refresh(data):
 @blp.arguments(StaffLoginSchema)
 @blp.response(200, StaffTokenPairSchema)
 def staff_login(data):
-    """Log in as an agent, customer service, window or utility staff member"""
+    """Log in as staff: agent, window, customer service, utility or operator"""
     return staff.login(data["username"], data["password"])
 
 
 @blp.route("/auth/password", methods=["POST"])
 @caller_required(*staff.ROLES, allow_password_change=True)
-@bearer_operation(blp, *JSON_BODY_ERRORS)
+@limits.password_change_per_caller
+@bearer_operation(blp, 429, *JSON_BODY_ERRORS)
 @blp.arguments(PasswordChangeSchema)
 @blp.response(200, StaffTokenPairSchema)
 def change_password(data):
@@ -139,3 +148,13 @@ def who_am_i():
         "organisation": member.organisation,
         "must_change_password": member.must_change_password,
     }
+
+
+@blp.route("/auth/logout", methods=["POST"])
+@caller_required("citizen", *staff.ROLES, allow_password_change=True)
+@bearer_operation(blp)
+@blp.response(204)
+def logout():
+    """End this session: its access and refresh tokens stop working at once"""
+    tokens.revoke_family(g.token_claims["fam"])
+    return ""

@@ -152,7 +152,7 @@ def _check_json():
     if not data:
         return None
     try:
-        json.loads(data)
+        body = json.loads(data)
     except ValueError as error:
         log.info("request body is not valid JSON error=%s", type(error).__name__)
         return error_response(
@@ -161,6 +161,44 @@ def _check_json():
             HTTP_MESSAGES[400][1],
             {"json": [f"Invalid JSON: {str(error)[:120]}"]},
         )
+    if _has_nul(body):
+        return _nul_error("json")
+    return None
+
+
+def _has_nul(value):
+    """Return whether a NUL character sits in any string or key of `value`.
+
+    PostgreSQL cannot store NUL in text, and no field here has a use for it.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _nul_error(location):
+    log.info("request carries a NUL character location=%s", location)
+    return error_response(
+        400,
+        "bad_request",
+        "请求中含有空字符（\\u0000），请删除后重试。",
+        {location: ["NUL characters are not accepted"]},
+    )
+
+
+def reject_nul_in_query():
+    """Reject a query string with a NUL character before any view reads it."""
+    if b"%00" in request.query_string or b"\x00" in request.query_string:
+        return _nul_error("query")
     return None
 
 
@@ -175,4 +213,5 @@ def init_app(app):
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(RecursionError, handle_too_deep)
     app.register_error_handler(Exception, handle_unexpected)
+    app.before_request(reject_nul_in_query)
     app.before_request(reject_non_json_body)

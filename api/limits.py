@@ -1,7 +1,8 @@
 """Rate limits per caller, kept in memory for one process or in Redis for several.
 
-Staff login is limited per username and per client address, on top of the
-account lockout; lookups are limited per staff member. The limits are
+Logins are limited per client address, staff logins also per username, and
+password changes per caller, on top of the account lockout; lookups are
+limited per staff member. The limits are
 settings (LOGIN_RATE_LIMIT, LOGIN_ADDRESS_RATE_LIMIT, LOOKUP_RATE_LIMIT) and a
 refusal is a 429 in the API's error shape with a Retry-After header.
 """
@@ -24,9 +25,13 @@ def _setting(name):
 
 
 def _username():
+    from services.staff import normalise_username
+
     body = request.get_json(silent=True)
     name = body.get("username") if isinstance(body, dict) else None
-    return f"login:{str(name).strip().lower()[:64]}" if name else "login:-"
+    # Normalised as the account lookup does, so that a full-width or upper-case
+    # spelling of the same name shares its budget.
+    return f"login:{normalise_username(str(name))[:64]}" if name else "login:-"
 
 
 def _caller():
@@ -36,10 +41,14 @@ def _caller():
 login_per_username = limiter.limit(
     _setting("LOGIN_RATE_LIMIT"), key_func=_username, scope="login-username"
 )
-login_per_address = limiter.limit(
+# One budget per client address across the staff and the citizen logins.
+login_per_address = limiter.shared_limit(
     _setting("LOGIN_ADDRESS_RATE_LIMIT"),
-    key_func=lambda: f"login-address:{get_remote_address()}",
     scope="login-address",
+    key_func=lambda: f"login-address:{get_remote_address()}",
+)
+password_change_per_caller = limiter.limit(
+    _setting("LOGIN_RATE_LIMIT"), key_func=_caller, scope="password-change"
 )
 # One budget per staff member across every lookup endpoint.
 lookup_per_caller = limiter.shared_limit(

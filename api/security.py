@@ -41,7 +41,8 @@ def caller_required(*roles, allow_password_change=False):
     def decorate(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            g.caller = access.caller_for(tokens.holder_of_access_token(bearer_token()))
+            holder, g.token_claims = tokens.holder_of_access_token(bearer_token())
+            g.caller = access.caller_for(holder)
             if g.caller.role not in roles:
                 log.info("role refused role=%s roles=%s", g.caller.role, roles)
                 raise Forbidden(

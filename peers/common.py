@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -81,12 +82,22 @@ def parse_json_body(data: bytes) -> object:
         ) from None
 
 
+_QUERY = re.compile(r"\?[^'\"]*")
+
+
 class QueryFreeRequestHandler(WSGIRequestHandler):
     """Request handler that logs the path without its query string.
 
-    The identity provider takes the app secret in the query string, so the
-    default access log line would write a secret to the log file.
+    The identity provider takes the app secret in the query string, and a
+    customer-service lookup may carry an ID number there, so neither the
+    access line nor an error about a malformed request line writes it.
     """
+
+    def log_error(self, format, *args):
+        scrubbed = [
+            _QUERY.sub("?…", arg) if isinstance(arg, str) else arg for arg in args
+        ]
+        super().log_error(format, *scrubbed)
 
     def log_request(self, code="-", size="-"):
         # `command` and `path` are missing when the request line could not be parsed.

@@ -19,6 +19,10 @@ MAX_DURATION = timedelta(days=366)
 SCOPES = ("view", "accounts", "confirm", "agreement", "pay", "submit")
 
 DELEGATION_NOT_FOUND = ("delegation_not_found", "该授权记录不存在。")
+CREDIT_CODE_WARNING = (
+    "统一社会信用代码的校验位与其余各位不符，请对照营业执照核对；"
+    "授权已按所填代码记录，只有该代码的机构可以代办。"
+)
 
 
 def business_for_grant(citizen, business_no):
@@ -44,7 +48,8 @@ def grant(business, case, citizen, agency_name, agency_credit_code, scope, expir
         raise Conflict("business_withdrawn", "该登记业务已撤回，不能授权办理。")
     checked = _credit_code(agency_credit_code)
     expires = _expiry(expires_at)
-    warnings = [w.message for w in checked.warnings]
+    # The only warning a credit code gets is a check character that does not match.
+    warnings = [CREDIT_CODE_WARNING] if checked.warnings else []
     agency = Organisation.get_or_none(Organisation.credit_code == checked.value)
     if agency is None:
         warnings.append("该信用代码的中介机构尚未开通联办账号，开通后即可代办。")
@@ -86,6 +91,8 @@ def grant(business, case, citizen, agency_name, agency_credit_code, scope, expir
         business.id,
         replaced,
     )
+    if replaced:
+        warnings.append("已撤销您此前对该机构的授权，以本次授权为准。")
     delegation.warnings = warnings
     return delegation
 

@@ -118,8 +118,8 @@ def check_password_rules(password, username):
     if problems:
         raise Invalid(
             "password_weak",
-            f"密码至少 {MIN_PASSWORD_LENGTH} 位，不能包含用户名，"
-            "也不能只由少数几个字符组成。",
+            f"密码须为 {MIN_PASSWORD_LENGTH} 到 {MAX_PASSWORD_LENGTH} 位，"
+            "不能包含用户名，也不能只由少数几个字符组成。",
             errors={"json": {"new_password": problems}},
         )
 
@@ -207,6 +207,7 @@ def _verify(password_hash, password):
 
 
 def _count_failure(staff, config):
+    """Count a wrong password; lock the account at the limit and return True."""
     limit = config["LOGIN_MAX_FAILURES"]
     with transaction():
         Staff.update(failed_logins=Staff.failed_logins + 1).where(
@@ -220,12 +221,27 @@ def _count_failure(staff, config):
             ).execute()
     if failures >= limit:
         log.warning("staff account locked staff=%s failures=%d", staff.id, failures)
-    else:
-        log.info("staff login failed reason=password staff=%s", staff.id)
+        return True
+    log.info("staff password wrong staff=%s failures=%d", staff.id, failures)
+    return False
 
 
 def change_password(staff, old_password, new_password):
+    """Replace the password after checking the old one; return a new token pair.
+
+    A wrong old password counts toward the lockout as a failed login does, so
+    a stolen token cannot be used to guess the password. Reaching the limit
+    locks the account and ends every session.
+    """
     if not _verify(staff.password_hash, old_password):
+        locked = _count_failure(staff, current_app.config)
+        if locked:
+            with transaction():
+                tokens.revoke_all(staff)
+            raise Unauthorized(
+                "account_locked",
+                "原密码错误次数过多，账号已锁定并退出所有登录，请联系管理员解锁。",
+            )
         raise Unauthorized(
             "password_wrong",
             "原密码不正确。",

@@ -107,11 +107,11 @@ def decode(token, kind):
 
 
 def holder_of_access_token(token):
-    """Return the citizen or staff member an access token names."""
+    """Return the citizen or staff member an access token names, and its claims."""
     claims = decode(token, "access")
     holder = _holder(claims["sub"])
     _check_family(claims)
-    return holder
+    return holder, claims
 
 
 def _check_family(claims):
@@ -175,3 +175,12 @@ def revoke_all(holder):
         .where(RefreshToken.family.in_(families) & RefreshToken.revoked_at.is_null())
         .execute()
     )
+
+
+def revoke_family(family):
+    """Revoke one login's tokens, as logging out does."""
+    with transaction():
+        RefreshToken.update(revoked_at=utcnow()).where(
+            (RefreshToken.family == str(family)) & RefreshToken.revoked_at.is_null()
+        ).execute()
+    log.info("token family revoked by logout")

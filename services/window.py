@@ -6,12 +6,12 @@ from datetime import timedelta
 from flask import current_app, g
 
 from domain.identifiers import InvalidIdentifier, normalise_id_number
-from models import Business, CounterConsent
+from models import Business, CounterConsent, Party
 from models.base import utcnow
 from models.db import retry_on_race, transaction
 from models.fields import data_keys
 from services import access, cases
-from services.errors import Invalid, NotFound
+from services.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ def open_at_counter(caller, business_no, id_type, id_number, method, reference):
         )
     cases.require_not_withdrawn(business)
     applicant_index = _applicant_index(business, id_type, id_number)
+    _check_reference(caller, business, method, reference)
     expires_at = utcnow() + timedelta(
         seconds=current_app.config["COUNTER_CONSENT_SECONDS"]
     )
@@ -81,11 +82,49 @@ def _applicant_index(business, id_type, id_number):
             errors={"json": {"applicant": {"id_number": [str(error)]}}},
         ) from None
     index = data_keys.blind_index(number)
-    if index not in access.owner_indexes(business):
+    owner = (
+        Party.select()
+        .where(
+            (Party.business == business)
+            & (Party.role == "owner")
+            & (Party.id_index == index)
+        )
+        .first()
+    )
+    if owner is None:
         raise Invalid(
             "applicant_not_owner",
             "该证件不是本登记业务的权利人，不能在窗口代为办理；"
             "请由权利人本人到场或出具授权。",
             errors={"json": {"applicant": {"id_number": ["not an owner"]}}},
         )
+    if owner.id_type != id_type.strip():
+        raise Invalid(
+            "applicant_id_type_mismatch",
+            f"登记的权利人证件类型为“{owner.id_type}”，与出示的“{id_type}”不符，"
+            "请核对证件。",
+            errors={
+                "json": {"applicant": {"id_type": [f"registered as {owner.id_type}"]}}
+            },
+        )
     return index
+
+
+def _check_reference(caller, business, method, reference):
+    """Refuse a consent form number this office already used for another business."""
+    used = (
+        CounterConsent.select()
+        .where(
+            (CounterConsent.organisation == caller.organisation)
+            & (CounterConsent.method == method)
+            & (CounterConsent.reference == reference)
+            & (CounterConsent.business != business)
+        )
+        .exists()
+    )
+    if used:
+        raise Conflict(
+            "consent_reference_used",
+            f"授权凭证编号 {reference} 已用于本窗口的另一笔登记业务，请核对授权书。",
+            errors={"json": {"consent_reference": ["used for another business"]}},
+        )

@@ -490,3 +490,37 @@ def test_owner_sees_who_acted(client, homes, agency_pair):
         a["by_me"]
         for a in agent.call("GET", f"/cases/{case['case_id']}/actions")["items"]
     )
+
+
+def test_window_checks_the_id_type(homes, window_pair):
+    _, _, clerk = window_pair
+    home = homes.make()
+    body = counter_body(home, home.buyer)
+    body["applicant"]["id_type"] = "护照"
+
+    response = citizen_request(clerk, "POST", "/window/cases", body)
+
+    assert_error(response, 422, "applicant_id_type_mismatch")
+
+
+def test_window_form_number_serves_one_business(homes, window_pair):
+    _, _, clerk = window_pair
+    first, second = homes.make(), homes.make()
+    clerk.call("POST", "/window/cases", counter_body(first, first.buyer))
+
+    again = citizen_request(
+        clerk, "POST", "/window/cases", counter_body(second, second.buyer)
+    )
+
+    assert_error(again, 409, "consent_reference_used")
+
+
+def test_granting_again_says_it_replaced(client, homes, agency_pair):
+    agency, _, _ = agency_pair
+    home = homes.make()
+    client.login(home.buyer)
+    grant(client, home, agency, scope=["view"])
+
+    second = grant(client, home, agency, scope=["view", "pay"])
+
+    assert any("已撤销您此前" in warning for warning in second["warnings"])

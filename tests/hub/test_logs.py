@@ -38,3 +38,24 @@ def test_case_logs_hold_no_personal_data(client, homes, stack, caplog):
     for value in secrets:
         assert value not in caplog.text
         assert value not in peer_logs
+
+
+def test_malformed_request_line_logs_no_query(stack, caplog):
+    import logging
+    import socket
+    from urllib.parse import urlsplit
+
+    caplog.set_level(logging.DEBUG)
+    number = "370102199705188289"
+    address = urlsplit(stack.hub_url)
+    # 核 is E6 A0 B8 in UTF-8; the A0 byte splits the request line, which the
+    # server then rejects as malformed and logs.
+    line = f"GET /api/v1/lookup/cases?id_number={number}&reason=".encode()
+    with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
+        sock.sendall(line + "核对".encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = sock.recv(4096)
+
+    assert b" 400 " in answer.split(b"\r\n")[0]
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "Bad request" in logged
+    assert number not in logged

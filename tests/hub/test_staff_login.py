@@ -188,3 +188,73 @@ def test_login_per_address_is_rate_limited(stack, client, monkeypatch):
     limited = assert_error(answers[3], 429, "too_many_requests")
     assert limited["request_id"]
     assert int(answers[3].headers["Retry-After"]) > 0
+
+
+def test_password_guesses_count_toward_the_lockout(stack, staffing):
+    member, client = staffing.member("agent")
+    limit = stack.app.config["LOGIN_MAX_FAILURES"]
+    guess = {"old_password": "Wrong-guess-123", "new_password": "Brand-new-pass-7"}
+
+    answers = [
+        citizen_request(client, "POST", "/auth/password", guess) for _ in range(limit)
+    ]
+
+    for answer in answers[:-1]:
+        assert_error(answer, 401, "password_wrong")
+    assert_error(answers[-1], 401, "account_locked")
+    assert_error(citizen_request(client, "GET", "/auth/me"), 401, "token_revoked")
+    assert_error(login(client, member.username, STAFF_PASSWORD), 401, "account_locked")
+
+
+def test_password_change_is_rate_limited(stack, staffing, monkeypatch):
+    monkeypatch.setitem(stack.app.config, "LOGIN_RATE_LIMIT", "2 per minute")
+    monkeypatch.setitem(stack.app.config, "LOGIN_MAX_FAILURES", 100)
+    _, client = staffing.member("agent")
+    guess = {"old_password": "Wrong-guess-123", "new_password": "Brand-new-pass-7"}
+
+    answers = [
+        citizen_request(client, "POST", "/auth/password", guess) for _ in range(3)
+    ]
+
+    assert [a.status_code for a in answers[:2]] == [401, 401]
+    assert_error(answers[2], 429, "too_many_requests")
+
+
+@pytest.mark.parametrize(
+    "spell",
+    [
+        str.upper,
+        lambda name: name.upper().translate(
+            {code: code + 0xFEE0 for code in range(0x21, 0x7F)}
+        ),
+    ],
+    ids=["upper", "full-width"],
+)
+def test_username_spellings_share_a_budget(stack, staffing, monkeypatch, spell):
+    monkeypatch.setitem(stack.app.config, "LOGIN_RATE_LIMIT", "2 per minute")
+    member, client = staffing.member("agent", login=False)
+
+    first = [login(client, member.username, "Wrong-password-1") for _ in range(2)]
+    other = login(client, spell(member.username), "Wrong-password-1")
+
+    assert [a.status_code for a in first] == [401, 401]
+    assert_error(other, 429, "too_many_requests")
+
+
+@pytest.mark.parametrize("kind", ["staff", "citizen"])
+def test_logout_ends_the_session(client, homes, staffing, kind):
+    if kind == "staff":
+        _, caller = staffing.member("service")
+    else:
+        caller = client
+        client.login(homes.person())
+    pair_token = caller.token
+
+    response = citizen_request(caller, "POST", "/auth/logout")
+
+    assert response.status_code == 204
+    assert_error(
+        citizen_request(caller, "GET", "/auth/me", token=pair_token),
+        401,
+        "token_revoked",
+    )
