@@ -137,7 +137,7 @@ class World:
                 "business_no": self.home.business_no,
                 "applicant": {"id_number": self.home.buyer.id_number},
                 "consent_method": "signed_form",
-                "consent_reference": "SQ-MATRIX-1",
+                "consent_reference": f"SQ-MATRIX-{self.case_id}",
             },
         )
         # A registered case whose transfer the water utility has received.
