@@ -1,5 +1,6 @@
 """Customer-service lookup of cases, masked and audited, and the audit report."""
 
+import unicodedata
 from datetime import timedelta
 
 from flask import g
@@ -21,9 +22,11 @@ from domain.identifiers import (
     ID_TYPES,
     RESIDENT_ID_CARD,
     InvalidIdentifier,
+    fold_width,
     normalise_id_number,
 )
 from models import Party
+from models.base import MAX_ID
 from services import lookup
 from services.registry import BUSINESS_NO_PATTERN
 
@@ -40,18 +43,63 @@ MAX_REPORT_DAYS = 366
 DEFAULT_REPORT_DAYS = 30
 
 
-class Trimmed(fields.String):
-    """A string with surrounding whitespace removed before it is validated."""
+# Characters a one-line text may not contain, by Unicode category. PostgreSQL
+# rejects NUL in text, and neither PostgreSQL nor SQLite can store an unpaired
+# surrogate, which a JSON body can carry as an escape such as \ud800.
+REJECTED_CATEGORIES = {
+    "Cc": "control character",
+    "Cs": "unpaired surrogate",
+    "Zl": "line separator",
+    "Zp": "paragraph separator",
+}
+
+
+class OneLine(fields.String):
+    """A line of text, trimmed, with invisible format characters removed.
+
+    Format characters (Unicode category Cf, such as U+200B ZERO WIDTH SPACE
+    and U+FEFF) are removed before surrounding whitespace is trimmed, so they
+    count toward no length limit. Any character of REJECTED_CATEGORIES left
+    inside the text, tabs and line breaks included, is rejected.
+    """
 
     def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(value, attr, data, **kwargs).strip()
+        text = super()._deserialize(value, attr, data, **kwargs)
+        visible = "".join(
+            char for char in text if unicodedata.category(char) != "Cf"
+        ).strip()
+        for char in visible:
+            kind = REJECTED_CATEGORIES.get(unicodedata.category(char))
+            if kind is not None:
+                raise ValidationError(
+                    f"{self.data_key or attr} contains the {kind} "
+                    f"U+{ord(char):04X}. Send one line of text without it."
+                )
+        return visible
+
+
+class StoredNumber(OneLine):
+    """A business or account number, half-width and upper-case.
+
+    Full-width forms are folded, because a Chinese input method may type
+    them, and letters are upper-cased, because the search ignores case.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        return fold_width(text).upper()
 
 
 class ReasonArgs(Schema):
-    reason = Trimmed(
+    reason = OneLine(
         required=True,
         validate=validate.Length(
-            min=4, max=200, error="reason must be 4 to 200 characters after trimming."
+            min=4,
+            max=200,
+            error=(
+                "reason must be 4 to 200 characters, not counting surrounding "
+                "whitespace or invisible format characters such as U+200B."
+            ),
         ),
         metadata={
             "description": (
@@ -63,16 +111,30 @@ class ReasonArgs(Schema):
 
 
 class LookupArgs(ReasonArgs, paging.PageArgs):
-    business_no = Trimmed(
+    business_no = StoredNumber(
         validate=validate.Regexp(
             BUSINESS_NO_PATTERN,
             error="business_no must be 4 to 64 letters, digits or hyphens.",
-        )
+        ),
+        metadata={
+            "description": (
+                "The registration business number. Full-width characters and "
+                "lower-case letters are accepted."
+            )
+        },
     )
     unit_code = api_fields.UnitCode(
         metadata={"description": "The unit's current code or any earlier one"}
     )
-    account_no = Trimmed(validate=validate.Length(min=1, max=64))
+    account_no = StoredNumber(
+        validate=validate.Length(min=1, max=64),
+        metadata={
+            "description": (
+                "A utility account number, matched without regard to case. "
+                "Full-width characters are accepted."
+            )
+        },
+    )
     # NOTE: a value in the query string reaches the access log of any proxy or
     # server in front of the hub. The hub's own request log writes the path only.
     id_number = fields.String(
@@ -90,7 +152,7 @@ class LookupArgs(ReasonArgs, paging.PageArgs):
             "description": f"The type of id_number, {RESIDENT_ID_CARD} if left out"
         },
     )
-    service_org = Trimmed(
+    service_org = OneLine(
         validate=validate.Length(min=1, max=100),
         metadata={"description": "Narrows an account_no lookup to one utility"},
     )
@@ -142,22 +204,41 @@ class ReportArgs(Schema):
     first_day = fields.Date(
         data_key="from",
         metadata={
-            "description": "First day, in Asia/Shanghai. If left out, the report "
-            f"covers the {DEFAULT_REPORT_DAYS} days up to `to`."
+            "description": "First day, in Asia/Shanghai, from "
+            f"{lookup.FIRST_REPORT_DAY}. If left out, the report covers the "
+            f"{DEFAULT_REPORT_DAYS} days up to `to`, from "
+            f"{lookup.FIRST_REPORT_DAY} at the earliest."
         },
     )
     last_day = fields.Date(
         data_key="to",
         metadata={
-            "description": "Last day, included, in Asia/Shanghai. Today if left out."
+            "description": "Last day, included, in Asia/Shanghai, up to tomorrow. "
+            "Today if left out."
         },
     )
+
+    @validates_schema
+    def check_days_in_range(self, data, **kwargs):
+        earliest = lookup.FIRST_REPORT_DAY
+        latest = lookup.last_report_day()
+        errors = {}
+        for key, name in (("first_day", "from"), ("last_day", "to")):
+            day = data.get(key)
+            if day is not None and not earliest <= day <= latest:
+                errors[name] = [
+                    f"{name} must be a day from {earliest} to {latest} "
+                    f"(tomorrow in Asia/Shanghai), not {day}."
+                ]
+        if errors:
+            raise ValidationError(errors)
 
     @post_load
     def fill_defaults(self, data, **kwargs):
         last_day = data.get("last_day") or lookup.today()
-        first_day = data.get("first_day") or (
-            last_day - timedelta(days=DEFAULT_REPORT_DAYS - 1)
+        first_day = data.get("first_day") or max(
+            last_day - timedelta(days=DEFAULT_REPORT_DAYS - 1),
+            lookup.FIRST_REPORT_DAY,
         )
         if last_day < first_day:
             raise ValidationError("to must be on or after from.", "to")
@@ -196,7 +277,11 @@ class LookupReportSchema(Schema):
 
 
 class RecordArgs(paging.PageArgs):
-    staff_id = fields.Integer(validate=validate.Range(min=1))
+    staff_id = fields.Integer(
+        validate=validate.Range(
+            min=1, max=MAX_ID, error=f"staff_id must be from 1 to {MAX_ID}."
+        )
+    )
 
 
 class LookupRecordView(Schema):

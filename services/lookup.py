@@ -1,9 +1,10 @@
 """Customer-service lookup of cases, the audit record of each lookup, and its report.
 
-Service staff find a case by one criterion and see it masked. Every lookup is
-recorded with the staff member, the value searched for and the reason given,
-whether or not anything was found. That value is sealed in the database,
-because it may be an ID number, and no log line carries it.
+Service staff find a case by one criterion and see it masked. Customer service
+of a utility finds only the cases with a transfer of that utility. Every
+lookup is recorded with the staff member, the value searched for and the
+reason given, whether or not anything was found. That value is sealed in the
+database, because it may be an ID number, and no log line carries it.
 """
 
 import logging
@@ -42,10 +43,20 @@ RECORDED_CRITERIA = (*CRITERIA, CASE_CRITERION)
 
 PARTY_ROLES = ("owner", "previous_owner")
 
+# The earliest day a report may cover. The latest is last_report_day(). The
+# bounds keep a report's date arithmetic (the day after the range and the
+# conversion to UTC) within the range of Python's dates.
+FIRST_REPORT_DAY = date(2000, 1, 1)
+
 
 def _by_business_no(value, service_org):
+    # `value` is upper-case. The registry's check also accepts lower-case
+    # letters and stores the number as sent, so the lower-case spelling is
+    # matched too, and the unique index on business_no still serves the search.
+    # NOTE: a number stored in mixed case, such as Jn2026120400103, is not found.
+    spellings = sorted({value, value.lower()})
     return Case.business.in_(
-        Business.select(Business.id).where(Business.business_no == value)
+        Business.select(Business.id).where(Business.business_no.in_(spellings))
     )
 
 
@@ -62,7 +73,13 @@ def _by_unit_code(value, service_org):
 
 
 def _by_account_no(value, service_org):
-    transfers = Transfer.select(Transfer.case).where(Transfer.account_no == value)
+    # `value` is upper-case, and account numbers are stored as the utility or
+    # the applicant sent them, so case is ignored. The only index that contains
+    # account_no starts with the case, so a search by account_no scans the
+    # transfers with or without UPPER.
+    transfers = Transfer.select(Transfer.case).where(
+        fn.UPPER(Transfer.account_no) == value
+    )
     if service_org is not None:
         utilities = Utility.select(Utility.id).where(Utility.service_org == service_org)
         transfers = transfers.where(Transfer.utility.in_(utilities))
@@ -89,9 +106,10 @@ _CONDITIONS = {
 def find_cases(criterion, value, service_org=None):
     """Return a query of the cases that `value` finds under `criterion`, newest first.
 
-    `value` is matched exactly, so normalise it first, as the registry stores
-    ID numbers and unit codes. `service_org` narrows an account_no search to one
-    utility, because account numbers are unique only within a utility.
+    Normalise `value` first as the lookup API does: ID numbers and unit codes
+    as the registry stores them, business and account numbers half-width and
+    upper-case. `service_org` narrows an account_no search to one utility,
+    because account numbers are unique only within a utility.
     """
     condition = _CONDITIONS[criterion](value, service_org)
     return (
@@ -99,9 +117,31 @@ def find_cases(criterion, value, service_org=None):
     )
 
 
+def within_scope(query, staff):
+    """Limit a query of cases to those that `staff` may look up.
+
+    Customer service of a utility, whose organisation is of kind `utility`,
+    may look up only the cases with a transfer of that utility. Service desks,
+    registry windows and operators may look up every case.
+    """
+    organisation = staff.organisation
+    if organisation.kind != "utility":
+        return query
+    # A utility organisation without its utility, which create_organisation
+    # does not allow, compares against NULL and so finds no case.
+    own_transfers = Transfer.select(Transfer.case).where(
+        Transfer.utility == organisation.utility_id
+    )
+    return query.where(Case.id.in_(own_transfers))
+
+
 def search(staff, criterion, value, reason, request_id, service_org=None):
-    """Find cases for a staff member and record the lookup, even when none match."""
-    query = find_cases(criterion, value, service_org)
+    """Find the cases in a staff member's scope and record the lookup.
+
+    The lookup is recorded even when no case matches, with the number of
+    cases found in the staff member's scope.
+    """
+    query = within_scope(find_cases(criterion, value, service_org), staff)
     record_lookup(staff, criterion, value, reason, query.count(), request_id)
     return query
 
@@ -109,11 +149,13 @@ def search(staff, criterion, value, reason, request_id, service_org=None):
 def case_for_lookup(staff, case_id, reason, request_id):
     """Return a case by id for a staff member, recording the lookup.
 
-    Raise NotFound when no case has the id, after recording the lookup anyway.
+    Raise NotFound when no case has the id or the case is outside the staff
+    member's scope (see within_scope), after recording the lookup anyway.
     """
     case = None
     if is_storable_id(case_id):
-        case = Case.get_or_none(Case.id == case_id)
+        query = within_scope(Case.select().where(Case.id == case_id), staff)
+        case = query.get_or_none()
     results = 0 if case is None else 1
     record_lookup(staff, CASE_CRITERION, str(case_id), reason, results, request_id)
     if case is None:
@@ -181,10 +223,20 @@ def today():
     return datetime.now(SHANGHAI).date()
 
 
+def last_report_day():
+    """Return the latest day a report may cover: tomorrow in Shanghai.
+
+    A client whose clock runs ahead of Shanghai's may already be on that day.
+    """
+    return today() + timedelta(days=1)
+
+
 def report(first_day: date, last_day: date):
     """Count the lookups of each staff member from `first_day` to `last_day`.
 
-    The days are Shanghai dates and both are included. Each row is one staff
+    The days are Shanghai dates, both included. They must lie from
+    FIRST_REPORT_DAY to last_report_day(), because the conversion to UTC
+    overflows near the ends of Python's date range. Each row is one staff
     member in one organisation, with counts by criterion and the times of the
     first and last lookup. Rows with the most lookups come first.
     """

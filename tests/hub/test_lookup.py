@@ -1,5 +1,6 @@
 """Customer-service lookup: one criterion, masked responses, an audit record each."""
 
+import json
 import logging
 import random
 from datetime import datetime, timedelta
@@ -7,7 +8,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from demo import scenarios
-from models import LookupRecord
+from models import LookupRecord, Transfer
+from models.base import MAX_ID
 from models.db import database
 from services import lookup as lookup_service
 from tests.hub.flows import assert_error, citizen_request, drive_to_submission
@@ -711,3 +713,537 @@ def test_records_page_past_end(staffing):
     ).json()
 
     assert page == {"items": [], "total": 1, "page": 3, "page_size": 1}
+
+
+# --- numbers out of range --------------------------------------------------------
+
+
+def report_day(days_from_today):
+    return (lookup_service.today() + timedelta(days=days_from_today)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("query", "fields"),
+    [
+        (lambda: "to=9999-12-31", {"to"}),
+        (lambda: "from=9999-12-31", {"from"}),
+        (lambda: "from=0001-01-01&to=0001-01-02", {"from", "to"}),
+        (lambda: "to=0001-01-01", {"to"}),
+        (lambda: "from=1999-12-31&to=2000-01-05", {"from"}),
+        (lambda: f"to={report_day(2)}", {"to"}),
+        (lambda: f"from={report_day(2)}&to={report_day(2)}", {"from", "to"}),
+    ],
+    ids=[
+        "last-date",
+        "from-last-date",
+        "first-dates",
+        "to-first-date",
+        "before-2000",
+        "after-tomorrow",
+        "both-after-tomorrow",
+    ],
+)
+def test_report_rejects_days_out_of_range(staffing, query, fields):
+    admin = staffing.member("admin")[1]
+
+    response = citizen_request(admin, "GET", f"/lookup/report?{query()}")
+
+    body = assert_error(response, 422, "validation_failed")
+    errors = body["errors"]["query"]
+    assert set(errors) == fields
+    for name in fields:
+        [message] = errors[name]
+        assert f"from 2000-01-01 to {report_day(1)}" in message
+        assert "Asia/Shanghai" in message
+
+
+@pytest.mark.parametrize(
+    ("query", "first_day", "last_day"),
+    [
+        ("from=2000-01-01&to=2000-12-31", "2000-01-01", "2000-12-31"),
+        ("to=2000-01-10", "2000-01-01", "2000-01-10"),
+        (f"to={report_day(1)}", report_day(-28), report_day(1)),
+        (f"from={report_day(1)}&to={report_day(1)}", report_day(1), report_day(1)),
+    ],
+    ids=["first-year", "default-from-stops-at-2000", "tomorrow", "only-tomorrow"],
+)
+def test_report_takes_edge_days(staffing, query, first_day, last_day):
+    admin = staffing.member("admin")[1]
+
+    response = citizen_request(admin, "GET", f"/lookup/report?{query}")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["from"] == first_day
+    assert response.json()["to"] == last_day
+
+
+def test_report_counts_lookups_of_tomorrow(staffing):
+    admin = staffing.member("admin")[1]
+    member, _ = staffing.member("service")
+    tomorrow = report_day(1)
+    add_records(member, "business_no", f"{tomorrow} 00:00", f"{tomorrow} 23:59")
+
+    response = citizen_request(
+        admin, "GET", f"/lookup/report?from={tomorrow}&to={tomorrow}"
+    )
+
+    [row] = [row for row in response.json()["staff"] if row["staff_id"] == member.id]
+    assert row["lookups"] == 2
+
+
+@pytest.mark.parametrize(
+    "staff_id",
+    [0, -1, MAX_ID + 1, 2**63, 10**20, 99999999999999999999],
+    ids=["zero", "negative", "past-max-id", "past-int64", "1e20", "twenty-nines"],
+)
+def test_records_reject_staff_id_out_of_range(staffing, staff_id):
+    admin = staffing.member("admin")[1]
+
+    response = citizen_request(admin, "GET", f"/lookup/records?staff_id={staff_id}")
+
+    body = assert_error(response, 422, "validation_failed")
+    [message] = body["errors"]["query"]["staff_id"]
+    assert message == f"staff_id must be from 1 to {MAX_ID}."
+
+
+def test_records_take_max_staff_id(staffing):
+    admin = staffing.member("admin")[1]
+
+    response = citizen_request(admin, "GET", f"/lookup/records?staff_id={MAX_ID}")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["total"] == 0
+
+
+@pytest.mark.parametrize("case_id", [MAX_ID, MAX_ID + 1, 2**63, 10**20], ids=str)
+def test_case_id_at_edges_not_found(desk, case_id):
+    member, service = desk
+
+    response = lookup(service, f"/lookup/cases/{case_id}")
+
+    assert_error(response, 404, "case_not_found")
+    [record] = records_of(member)
+    assert record.asked == str(case_id)
+    assert record.results == 0
+
+
+TWENTY_NINES = "99999999999999999999"
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "field"),
+    [
+        (
+            "/lookup/cases",
+            f"business_no=B0000001&reason=核对进度&page={TWENTY_NINES}",
+            "page",
+        ),
+        ("/lookup/records", f"page={TWENTY_NINES}", "page"),
+        ("/lookup/records", f"staff_id={TWENTY_NINES}", "staff_id"),
+        ("/lookup/records", f"staff_id=-{TWENTY_NINES}", "staff_id"),
+    ],
+    ids=["cases-page", "records-page", "records-staff-id", "records-staff-id-negative"],
+)
+def test_huge_query_numbers_rejected(staffing, path, query, field):
+    admin = staffing.member("admin")[1]
+
+    response = citizen_request(admin, "GET", f"{path}?{query}")
+
+    body = assert_error(response, 422, "validation_failed")
+    assert set(body["errors"]["query"]) == {field}
+
+
+@pytest.mark.parametrize("path", ["/lookup/cases", "/lookup/records"])
+def test_huge_page_size_is_capped(stack, staffing, path):
+    admin = staffing.member("admin")[1]
+    criteria = (
+        "business_no=B0000001&reason=核对进度&" if path == "/lookup/cases" else ""
+    )
+
+    response = citizen_request(
+        admin, "GET", f"{path}?{criteria}page_size={TWENTY_NINES}"
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["page_size"] == stack.app.config["PAGE_SIZE_MAX"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (TWENTY_NINES, "page"),
+        ("1e400", "page"),
+        ("-1e400", "page"),
+        ("NaN", "page"),
+        ("Infinity", "page"),
+        ("1e400", "page_size"),
+        ("NaN", "page_size"),
+    ],
+    ids=lambda value: value,
+)
+def test_search_body_numbers_out_of_range(desk, raw, field):
+    member, service = desk
+    body = (
+        f'{{"business_no": "B0000001", "reason": "{REASON}", "{field}": {raw}}}'
+    ).encode()
+
+    response = citizen_request(service, "POST", "/lookup/cases/search", body)
+
+    errors = assert_error(response, 422, "validation_failed")["errors"]
+    assert errors["json"][field]
+    assert records_of(member) == []
+
+
+def test_search_body_huge_page_size_is_capped(stack, desk):
+    _, service = desk
+
+    response = search(service, business_no="B0000001", page_size=10**30)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["page_size"] == stack.app.config["PAGE_SIZE_MAX"]
+
+
+# --- business and account numbers as typed ---------------------------------------
+
+
+SPELLINGS = {
+    "lower-case": str.lower,
+    "full-width": full_width,
+    "full-width-lower-case": lambda number: full_width(number.lower()),
+    "spaces": lambda number: f" \u3000{number}\t ",
+    "zero-width": lambda number: f"\ufeff{number[:4]}\u200b{number[4:]}\u200b",
+}
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+@pytest.mark.parametrize(
+    ("criterion", "stored"),
+    [
+        ("business_no", lambda home: home.business_no),
+        ("account_no", lambda home: home.accounts[0].account_no),
+    ],
+    ids=["business_no", "account_no"],
+)
+def test_number_found_however_typed(desk, found, decoy, criterion, stored, spelling):
+    member, service = desk
+    number = stored(found)
+    typed = SPELLINGS[spelling](number)
+
+    response = lookup(service, **{criterion: typed})
+
+    assert response.status_code == 200, response.text
+    assert [item["case_id"] for item in response.json()["items"]] == [found.case_id]
+    [record] = records_of(member)
+    assert record.criterion == criterion
+    assert record.asked == number
+    assert record.results == 1
+
+
+@pytest.mark.parametrize("criterion", ["business_no", "account_no"])
+def test_search_body_number_found_however_typed(desk, found, criterion):
+    member, service = desk
+    number = (
+        found.business_no
+        if criterion == "business_no"
+        else found.accounts[0].account_no
+    )
+
+    response = search(service, **{criterion: f" {full_width(number.lower())} "})
+
+    assert response.status_code == 200, response.text
+    assert [item["case_id"] for item in response.json()["items"]] == [found.case_id]
+    [record] = records_of(member)
+    assert record.asked == number
+
+
+def test_lower_case_business_no_is_found(client, homes, desk):
+    member, service = desk
+    home = homes.make()
+    stored = home.business_no.lower()
+    client.put_business(stored, scenarios.business_payload(home, "accepted"))
+    client.login(home.buyer)
+    case_id = client.call("POST", "/cases", {"business_no": stored})["case_id"]
+
+    for typed in (stored, stored.upper(), full_width(stored)):
+        page = lookup(service, business_no=typed).json()
+        assert [item["case_id"] for item in page["items"]] == [case_id], typed
+    assert {record.asked for record in records_of(member)} == {stored.upper()}
+
+
+def test_lower_case_account_no_is_found(desk, found):
+    _, service = desk
+    number = found.accounts[0].account_no
+    Transfer.update(account_no=number.lower()).where(
+        (Transfer.case == found.case_id) & (Transfer.account_no == number)
+    ).execute()
+
+    for typed in (number, number.lower(), full_width(number)):
+        page = lookup(service, account_no=typed, service_org=WATER).json()
+        assert [item["case_id"] for item in page["items"]] == [found.case_id], typed
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["JN 2026", "JN_2026", "登记2026001", "JN\u20282026", "x" * 65],
+    ids=["inner-space", "underscore", "chinese", "line-separator", "too-long"],
+)
+def test_invalid_business_no_rejected(desk, typed):
+    member, service = desk
+
+    response = lookup(service, business_no=typed)
+
+    body = assert_error(response, 422, "validation_failed")
+    assert body["errors"]["query"]["business_no"]
+    assert records_of(member) == []
+
+
+# --- text the database cannot store ----------------------------------------------
+
+
+INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u202e"]
+
+
+@pytest.mark.parametrize("char", INVISIBLE, ids=lambda char: f"U+{ord(char):04X}")
+@pytest.mark.parametrize("path", ["/lookup/cases", f"/lookup/cases/{MISSING_ID}"])
+def test_invisible_characters_count_for_nothing(desk, path, char):
+    member, service = desk
+    criteria = {"business_no": "B0000001"} if path == "/lookup/cases" else {}
+
+    response = lookup(service, path, reason=f"{char}ab{char * 3}c{char}", **criteria)
+
+    body = assert_error(response, 422, "validation_failed")
+    [message] = body["errors"]["query"]["reason"]
+    assert "4 to 200 characters" in message
+    assert records_of(member) == []
+
+
+def test_invisible_characters_left_out_of_reason(desk):
+    member, service = desk
+
+    response = lookup(
+        service, business_no="B0000001", reason=f"\ufeff\u200b {REASON}\u200b"
+    )
+
+    assert response.status_code == 200, response.text
+    [record] = records_of(member)
+    assert record.reason == REASON
+
+
+LINE_BREAKERS = ["\u0007", "\t", "\n", "\r", "\u001f", "\u007f", "\u0085"]
+LINE_BREAKERS += ["\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("char", LINE_BREAKERS, ids=lambda char: f"U+{ord(char):04X}")
+@pytest.mark.parametrize("path", ["/lookup/cases", f"/lookup/cases/{MISSING_ID}"])
+def test_reason_control_character_rejected(desk, path, char):
+    member, service = desk
+    criteria = {"business_no": "B0000001"} if path == "/lookup/cases" else {}
+
+    response = lookup(service, path, reason=f"热线{char}工单 A-1001", **criteria)
+
+    body = assert_error(response, 422, "validation_failed")
+    [message] = body["errors"]["query"]["reason"]
+    assert message.startswith("reason contains the ")
+    assert f"U+{ord(char):04X}" in message
+    assert records_of(member) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "criteria"),
+    [
+        ("reason", {"business_no": "B0000001"}),
+        ("business_no", {}),
+        ("account_no", {}),
+        ("service_org", {"account_no": "SW00000001"}),
+    ],
+)
+@pytest.mark.parametrize("char", ["\u0001", "\u001b", "\t"], ids=["SOH", "ESC", "TAB"])
+def test_control_character_rejected_in_text(desk, field, criteria, char):
+    member, service = desk
+    params = {"reason": REASON, **criteria, field: f"JN2026{char}0001"}
+
+    response = lookup(service, **params)
+
+    body = assert_error(response, 422, "validation_failed")
+    [message] = body["errors"]["query"][field]
+    code = f"U+{ord(char):04X}"
+    assert message.startswith(f"{field} contains the control character {code}")
+    assert records_of(member) == []
+
+
+@pytest.mark.parametrize("path", ["/lookup/cases", f"/lookup/cases/{MISSING_ID}"])
+def test_nul_in_query_rejected_before_lookup(desk, path):
+    member, service = desk
+    criteria = {"business_no": "B0000001"} if path == "/lookup/cases" else {}
+
+    response = lookup(service, path, reason="热线\u0000工单 A-1001", **criteria)
+
+    body = assert_error(response, 400, "bad_request")
+    assert body["errors"] == {"query": ["NUL characters are not accepted"]}
+    assert records_of(member) == []
+
+
+def test_nul_in_body_rejected_before_lookup(desk):
+    member, service = desk
+
+    response = search(service, business_no="B0000001", reason="热线\u0000工单 A-1001")
+
+    body = assert_error(response, 400, "bad_request")
+    assert body["errors"] == {"json": ["NUL characters are not accepted"]}
+    assert records_of(member) == []
+
+
+@pytest.mark.parametrize("field", ["reason", "account_no", "service_org"])
+def test_search_body_unpaired_surrogate_rejected(desk, field):
+    member, service = desk
+    body = {"reason": REASON, "account_no": "SW00000001", "service_org": WATER}
+    # A valid pair (U+10000), then a lone high surrogate, which json.dumps
+    # writes as the escape \ud800.
+    body[field] = "SW\ud800\udc00x\ud800"
+
+    response = citizen_request(
+        service, "POST", "/lookup/cases/search", json.dumps(body).encode()
+    )
+
+    errors = assert_error(response, 422, "validation_failed")["errors"]
+    [message] = errors["json"][field]
+    assert "unpaired surrogate U+D800" in message
+    assert records_of(member) == []
+
+
+# --- scope of a utility's own hotline --------------------------------------------
+
+
+@pytest.fixture
+def hotline(staffing):
+    """Customer service of the water utility and their logged-in client."""
+    organisation = staffing.organisation("utility", utility="water")
+    return staffing.member("service", organisation=organisation)
+
+
+@pytest.fixture
+def elsewhere(client, homes):
+    """Open a case whose only account is at the power utility."""
+    home = homes.make(accounts=[("power", {})])
+    home.case_id = open_case(client, home)
+    return home
+
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+def test_hotline_finds_own_utility_cases(hotline, found, criterion):
+    member, service = hotline
+
+    response = lookup(service, **CRITERIA[criterion](found))
+
+    assert response.status_code == 200, response.text
+    assert [item["case_id"] for item in response.json()["items"]] == [found.case_id]
+    [record] = records_of(member)
+    assert record.results == 1
+
+
+SEARCHES = {
+    "business_no": lambda home: {"business_no": home.business_no},
+    "unit_code": lambda home: {"unit_code": home.unit_code},
+    "account_no": lambda home: {"account_no": home.accounts[0].account_no},
+    "owner-id": lambda home: {"id_number": home.buyer.id_number},
+    "previous-owner-id": lambda home: {"id_number": home.sellers[0].id_number},
+}
+
+
+@pytest.mark.parametrize("criterion", SEARCHES)
+def test_hotline_misses_other_utility_cases(hotline, elsewhere, criterion):
+    member, service = hotline
+
+    listed = lookup(service, **SEARCHES[criterion](elsewhere))
+    posted = search(service, **SEARCHES[criterion](elsewhere))
+
+    assert listed.json()["total"] == 0
+    assert listed.json()["items"] == []
+    assert posted.json()["total"] == 0
+    assert [record.results for record in records_of(member)] == [0, 0]
+
+
+def test_hotline_misses_case_without_transfer(client, homes, hotline):
+    _, service = hotline
+    home = homes.make(accounts=())
+    case_id = open_case(client, home)
+
+    listed = lookup(service, business_no=home.business_no)
+    shown = lookup(service, f"/lookup/cases/{case_id}")
+
+    assert listed.json()["total"] == 0
+    assert_error(shown, 404, "case_not_found")
+
+
+def test_hotline_counts_only_own_cases(client, homes, hotline):
+    member, service = hotline
+    buyer = homes.person()
+    water_case = open_case(client, homes.make(buyer=buyer))
+    open_case(client, homes.make(buyer=buyer, accounts=[("power", {})]))
+    open_case(client, homes.make(buyer=buyer, accounts=[("gas", {})]))
+
+    page = lookup(service, id_number=buyer.id_number).json()
+
+    assert page["total"] == 1
+    assert [item["case_id"] for item in page["items"]] == [water_case]
+    [record] = records_of(member)
+    assert record.results == 1
+
+
+def test_hotline_other_case_answers_as_missing(hotline, found, elsewhere):
+    member, service = hotline
+
+    own = lookup(service, f"/lookup/cases/{found.case_id}")
+    other = lookup(service, f"/lookup/cases/{elsewhere.case_id}")
+    missing = lookup(service, f"/lookup/cases/{MISSING_ID}")
+
+    assert own.status_code == 200, own.text
+    assert own.json()["case_id"] == found.case_id
+    other_body = assert_error(other, 404, "case_not_found")
+    missing_body = assert_error(missing, 404, "case_not_found")
+    assert other_body["message"] == missing_body["message"]
+    assert set(other_body) == set(missing_body)
+    assert elsewhere.business_no not in other.text
+    own_record, other_record, missing_record = records_of(member)
+    assert own_record.results == 1
+    assert other_record.criterion == "case"
+    assert other_record.asked == str(elsewhere.case_id)
+    assert other_record.results == 0
+    assert missing_record.results == 0
+
+
+def test_hotline_of_other_utility_sees_its_cases(staffing, found, elsewhere):
+    gas = staffing.member(
+        "service", organisation=staffing.organisation("utility", "gas")
+    )
+    power = staffing.member(
+        "service", organisation=staffing.organisation("utility", "power")
+    )
+    _, gas_service = gas
+    _, power_service = power
+
+    assert lookup(gas_service, f"/lookup/cases/{found.case_id}").status_code == 200
+    assert lookup(gas_service, f"/lookup/cases/{elsewhere.case_id}").status_code == 404
+    assert lookup(power_service, f"/lookup/cases/{found.case_id}").status_code == 404
+    assert (
+        lookup(power_service, f"/lookup/cases/{elsewhere.case_id}").status_code == 200
+    )
+
+
+@pytest.mark.parametrize("kind", ["service_desk", "registry_window"])
+def test_city_service_sees_every_case(staffing, found, elsewhere, kind):
+    _, service = staffing.member("service", organisation=staffing.organisation(kind))
+
+    for home in (found, elsewhere):
+        listed = lookup(service, business_no=home.business_no)
+        shown = lookup(service, f"/lookup/cases/{home.case_id}")
+        assert [item["case_id"] for item in listed.json()["items"]] == [home.case_id]
+        assert shown.status_code == 200, shown.text
+
+
+def test_admin_sees_every_case(staffing, found, elsewhere):
+    _, admin = staffing.member("admin")
+
+    for home in (found, elsewhere):
+        assert lookup(admin, business_no=home.business_no).json()["total"] == 1
+        assert lookup(admin, f"/lookup/cases/{home.case_id}").status_code == 200

@@ -147,8 +147,12 @@ def test_gunicorn_access_log_leaves_out_query_strings(gunicorn):
     number = "370102199001011237"
 
     requests.get(url + f"/api/v1/lookup/cases?id_number={number}", timeout=5)
-    # gunicorn writes each access line as the request finishes.
+    # gunicorn writes the access line just after the answer, so wait for it.
+    deadline = time.monotonic() + 5
     output = server.log_path.read_text()
+    while "/api/v1/lookup/cases" not in output and time.monotonic() < deadline:
+        time.sleep(0.1)
+        output = server.log_path.read_text()
 
     assert "/api/v1/lookup/cases" in output
     assert number not in output
