@@ -480,6 +480,129 @@ def _staff(username):
 
 
 @main.group()
+def utility():
+    """Utilities: register one, or move it between a system link and a channel."""
+
+
+@utility.command("add")
+@click.argument("code")
+@click.option(
+    "--name", "service_org", required=True, help="服务机构名称, as in rosters."
+)
+@click.option(
+    "--kind",
+    required=True,
+    type=click.Choice(["water", "power", "gas", "heat", "tv"]),
+    help="What the utility supplies.",
+)
+@click.option(
+    "--connection",
+    type=click.Choice(["system", "channel"]),
+    default="channel",
+    show_default=True,
+    help="system: pushes over HTTP; channel: the utility collects an export.",
+)
+@click.option("--base-url", help="The utility system's base URL, for a system link.")
+def utility_add(code, service_org, kind, connection, base_url):
+    """Register utility CODE, or update it, and give it a signing key."""
+    from services import catalog, partner_keys
+
+    with _database():
+        try:
+            registered, created = catalog.register_utility(
+                code, service_org, kind, connection, base_url
+            )
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+        secret = None
+        if created and not partner_keys.active_keys(code):
+            _, secret = partner_keys.add_key(code)
+    click.echo(
+        f"utility {registered.code} {'registered' if created else 'updated'}: "
+        f"{registered.service_org}, {registered.kind}, {registered.connection}"
+    )
+    if secret:
+        click.echo(f"signing key (shown once; give it to the utility): {secret}")
+
+
+@utility.command("set-connection")
+@click.argument("code")
+@click.argument("connection", type=click.Choice(["system", "channel"]))
+@click.option("--base-url", help="The utility system's base URL, for a system link.")
+def utility_set_connection(code, connection, base_url):
+    """Switch utility CODE to a system link or to another channel."""
+    from services import catalog, queue
+
+    with _database() as app:
+        try:
+            changed, moved = catalog.set_connection(code, connection, base_url)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+        if connection == "system" and moved:
+            queue.configure(app)
+            queue.send_due()
+    click.echo(f"utility {changed.code} now {changed.connection}; {moved} pushes moved")
+
+
+@utility.command("list")
+def utility_list():
+    """List the utilities and how each is connected."""
+    from models import Utility
+
+    with _database():
+        for item in Utility.select().order_by(Utility.code):
+            click.echo(
+                f"{item.code}\t{item.kind}\t{item.connection}\t"
+                f"{item.base_url or '-'}\t{item.service_org}"
+            )
+
+
+@main.group("partner-key")
+def partner_key():
+    """Partners' signing keys: add a new one, retire an old one."""
+
+
+@partner_key.command("add")
+@click.argument("partner")
+def partner_key_add(partner):
+    """Add a signing key for PARTNER (registry or a utility code)."""
+    from models import Utility
+    from services import partner_keys
+
+    with _database():
+        if partner != "registry" and not Utility.get_or_none(Utility.code == partner):
+            raise click.BadParameter(f"no utility {partner!r}.", param_hint="PARTNER")
+        key, secret = partner_keys.add_key(partner)
+    click.echo(f"key {key.id} for {partner} (shown once): {secret}")
+    click.echo("Both keys verify until the old one is retired.")
+
+
+@partner_key.command("retire")
+@click.argument("partner")
+@click.argument("key_id", type=int)
+def partner_key_retire(partner, key_id):
+    """Retire key KEY_ID of PARTNER; requests signed with it are refused."""
+    from services import partner_keys
+
+    with _database():
+        _run(lambda: partner_keys.retire_key(partner, key_id))
+    click.echo(f"key {key_id} of {partner} retired")
+
+
+@partner_key.command("list")
+def partner_key_list():
+    """List the stored keys, without their secrets."""
+    from services import partner_keys
+
+    with _database():
+        for key in partner_keys.keys_of():
+            state = "retired" if key.retired_at else "active"
+            click.echo(
+                f"{key.id}\t{key.partner}\t{state}\t{key.created_at:%Y-%m-%d %H:%M}"
+            )
+
+
+@main.group()
 def payments():
     """Payment operations for staff."""
 

@@ -4,7 +4,7 @@ import functools
 import logging
 
 import peewee
-from flask import current_app, g, request
+from flask import g, request
 
 from models import PartnerMessage, Utility
 from partners.signing import (
@@ -14,7 +14,7 @@ from partners.signing import (
     read_headers,
     verify_signature,
 )
-from services import access, tokens
+from services import access, partner_keys, tokens
 from services import staff as staff_service
 from services.errors import Forbidden, Unauthorized
 
@@ -143,8 +143,14 @@ def verify_partner(partner_kinds):
 
 
 def _secrets_for(partner, partner_kinds):
-    secrets = current_app.config["PARTNER_SECRETS"].get(partner)
     kind = "registry" if partner == "registry" else "utility"
+    if (
+        kind == "utility"
+        and not Utility.select().where(Utility.code == partner).exists()
+    ):
+        secrets = []
+    else:
+        secrets = partner_keys.active_keys(partner)
     if not secrets or kind not in partner_kinds:
         raise SignatureError(
             "partner_unknown", f"Partner {partner!r} may not call this endpoint."

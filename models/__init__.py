@@ -10,6 +10,7 @@ from models.cases import (
 )
 from models.idempotency import IdempotencyRecord
 from models.outbox import OutboxMessage, PartnerMessage
+from models.partners import PartnerKey
 from models.payments import Payment, Refund
 from models.reconciliation import ReconciliationItem
 from models.registry import Business, Party, Unit, UnitCode
@@ -45,6 +46,7 @@ ALL_MODELS = (
     RegistryUnit,
     RosterJob,
     RosterEntry,
+    PartnerKey,
 )
 
 __all__ = [model.__name__ for model in ALL_MODELS] + ["ALL_MODELS"]

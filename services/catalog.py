@@ -1,9 +1,10 @@
 """Utilities, their agreements and known account links, as configuration."""
 
 import logging
+import re
 
 from domain.utilities import KIND_LABELS, UTILITIES
-from models import AccountLink, Agreement, Unit, Utility
+from models import AccountLink, Agreement, OutboxMessage, Unit, Utility
 from models.base import utcnow
 from models.db import transaction
 
@@ -97,3 +98,87 @@ def publish_agreement(code, title, body):
         )
     log.info("agreement published utility=%s version=%d", code, agreement.version)
     return agreement
+
+
+CONNECTIONS = ("system", "channel")
+UTILITY_CODE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
+
+
+def register_utility(code, service_org, kind, connection, base_url=None):
+    """Register a utility by configuration; return (utility, created).
+
+    A system link needs a base URL. A new utility also gets version 1 of
+    its transfer agreement, and its signing key is added separately.
+    """
+    if not UTILITY_CODE.match(code or ""):
+        raise ValueError(
+            f"The utility code must be 2 to 32 lower-case letters, digits or "
+            f"hyphens, starting with a letter; got {code!r}."
+        )
+    if kind not in KIND_LABELS:
+        raise ValueError(f"kind must be one of {', '.join(KIND_LABELS)}; got {kind!r}.")
+    _check_connection(connection, base_url)
+    with transaction():
+        utility = Utility.get_or_none(Utility.code == code)
+        created = utility is None
+        if created:
+            utility = Utility(code=code)
+        utility.service_org = service_org
+        utility.kind = kind
+        utility.connection = connection
+        utility.base_url = base_url
+        utility.save()
+    if created:
+        ensure_agreements()
+    log.info(
+        "utility registered code=%s connection=%s created=%s",
+        code,
+        connection,
+        created,
+    )
+    return utility, created
+
+
+def set_connection(code, connection, base_url=None):
+    """Move a utility between a system link and another channel."""
+    utility = Utility.get_or_none(Utility.code == code)
+    if utility is None:
+        raise ValueError(f"No utility has the code {code!r}.")
+    base_url = base_url or utility.base_url
+    _check_connection(connection, base_url)
+    # Pushes not yet taken move with the utility: to the queue for a system
+    # link, to the export for another channel.
+    moves = {
+        "system": ("awaiting_collection", "pending"),
+        "channel": ("pending", "awaiting_collection"),
+    }
+    old_state, new_state = moves[connection]
+    with transaction():
+        Utility.update(connection=connection, base_url=base_url).where(
+            Utility.id == utility.id
+        ).execute()
+        moved = (
+            OutboxMessage.update(state=new_state, next_attempt_at=utcnow())
+            .where(
+                (OutboxMessage.utility_code == code)
+                & (OutboxMessage.kind == "push_transfer")
+                & (OutboxMessage.state == old_state)
+            )
+            .execute()
+        )
+    log.info(
+        "utility connection set code=%s connection=%s pushes_moved=%d",
+        code,
+        connection,
+        moved,
+    )
+    return Utility.get_by_id(utility.id), moved
+
+
+def _check_connection(connection, base_url):
+    if connection not in CONNECTIONS:
+        raise ValueError(f"connection must be system or channel; got {connection!r}.")
+    if connection == "system" and not (base_url or "").startswith(
+        ("http://", "https://")
+    ):
+        raise ValueError("A system link needs --base-url, an http:// or https:// URL.")

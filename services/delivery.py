@@ -19,7 +19,7 @@ from partners.http import PartnerError
 from partners.signing import WINDOW_SECONDS
 from partners.utilities import UtilityClient
 from payments.errors import PaymentError
-from services import timeline
+from services import partner_keys, timeline
 
 log = logging.getLogger(__name__)
 
@@ -114,15 +114,15 @@ def queue_payment_report(payment):
 
 def utility_client(utility):
     config = current_app.config
-    secrets = config["PARTNER_SECRETS"].get(utility.code)
-    if not secrets or not utility.base_url:
+    secret = partner_keys.signing_key(utility.code)
+    if not secret or not utility.base_url:
         raise PartnerError(
             utility.code, "no base URL or shared secret configured", retryable=False
         )
     return UtilityClient(
         utility.code,
         utility.base_url,
-        secrets[0],
+        secret,
         timeout=(config["PARTNER_CONNECT_TIMEOUT"], config["PARTNER_READ_TIMEOUT"]),
     )
 
@@ -202,7 +202,7 @@ def _send_push(message):
     )
     with transaction():
         mark_done(message)
-        if transfer.status in ("queued", "push_failed"):
+        if transfer.status in ("queued", "push_failed", "awaiting_collection"):
             timeline.record(
                 transfer,
                 "pushed",
