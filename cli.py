@@ -589,6 +589,29 @@ def partner_key_retire(partner, key_id):
     click.echo(f"key {key_id} of {partner} retired")
 
 
+@partner_key.command("retire-file-key")
+@click.argument("partner")
+def partner_key_retire_file(partner):
+    """Retire PARTNER's key from PARTNER_SECRETS_FILE, once a stored key replaced it."""
+    from services import partner_keys
+
+    with _database() as app:
+        configured = app.config["PARTNER_SECRETS"].get(partner, [])
+        stored = [k for k in partner_keys.keys_of(partner) if not k.retired_at]
+        if not configured:
+            raise click.BadParameter(
+                f"{partner!r} has no key in the secrets file.", param_hint="PARTNER"
+            )
+        if not stored:
+            raise click.ClickException(
+                f"Add a new key first (`lianban partner-key add {partner}`), or "
+                f"{partner} would be left without one."
+            )
+        for secret in configured:
+            partner_keys.retire_key(partner, secret=secret)
+    click.echo(f"the secrets file's key of {partner} is retired")
+
+
 @partner_key.command("list")
 def partner_key_list():
     """List the stored keys, without their secrets."""
