@@ -193,9 +193,14 @@ def wechatpay_notification():
     return Response(status=204)
 
 
+ALIPAY_TEXT = {
+    "text/plain": {"schema": {"type": "string", "enum": ["success", "fail"]}}
+}
+
+
 @takes_raw_body(alipay_error)
 @blp.route("/payments/notify/alipay", methods=["POST"])
-@public_operation(blp, 413)
+@blp.doc(security=[])
 @blp.doc(
     requestBody={
         "content": {
@@ -206,7 +211,26 @@ def wechatpay_notification():
         "description": "Alipay's payment notification, signed RSA2 over the sorted "
         "fields without sign and sign_type.",
     },
-    responses={"200": {"description": "`success` or `fail` as plain text"}},
+    responses={
+        "200": {
+            "description": "`success`: accepted, so Alipay stops sending it",
+            "content": ALIPAY_TEXT,
+        },
+        "400": {
+            "description": "`fail`: the notification failed a check, so Alipay "
+            "sends it again",
+            "content": ALIPAY_TEXT,
+        },
+        "413": {
+            "description": "`fail`: the body is larger than MAX_CONTENT_LENGTH",
+            "content": ALIPAY_TEXT,
+        },
+        "500": {
+            "description": "`fail`: the hub could not record it, so Alipay "
+            "sends it again",
+            "content": ALIPAY_TEXT,
+        },
+    },
 )
 def alipay_notification():
     """Receive Alipay's payment notification (signed by Alipay)"""
