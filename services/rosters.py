@@ -43,6 +43,8 @@ RETURN_HEADERS = (
 # Links that people made by hand are kept when a roster says otherwise.
 MANUAL_SOURCES = ("applicant", "reconciliation")
 BATCH = 500
+# Accounts written per transaction when a roster's results are stored.
+CHUNK = 1000
 JOB_NOT_FOUND = ("roster_job_not_found", "该名册任务不存在。")
 
 
@@ -307,47 +309,54 @@ def _run(job):
 
 
 def _store(job, accounts, results):
-    """Write the results, the accounts' links and the review items at once.
+    """Write the results, the accounts' links and the review items; return changes.
 
     Accounts already stored are updated in place under the same key, and
-    none is deleted, because cases refer to them. Returns what changed.
+    none is deleted, because cases refer to them. Each chunk of accounts is
+    written in one transaction with its results, so that other writers wait
+    at most one chunk on SQLite; a job that fails part-way can be uploaded
+    again, and the accounts it had written are then updated in place.
     """
     utility = job.utility
     changes = dict.fromkeys(
         ("new", "linked", "moved", "unchanged", "kept_by_hand", "now_in_doubt"), 0
     )
-    with transaction():
-        rows = [
-            {
-                "job": job.id,
-                "line": account.line,
-                "account_no": result.account_no,
-                "unit_code": result.unit_code,
-                "certificate_no": result.certificate_no or None,
-                "location": result.location or None,
-                "match_result": result.match_result,
-                "score": result.score,
-                "reasons": list(result.reasons),
-            }
-            for account, result in zip(accounts, results, strict=True)
-        ]
-        for start in range(0, len(rows), BATCH):
-            RosterEntry.insert_many(rows[start : start + BATCH]).execute()
-        existing = {
-            link.account_no: link
-            for link in AccountLink.select().where(AccountLink.utility == utility)
-        }
-        units = _units_for({r.unit_code for r in results if r.unit_code})
-        for account, result in zip(accounts, results, strict=True):
-            link = existing.get(account.account_no)
-            changes[_apply(utility, account, result, link, units)] += 1
-        uploaded = {account.account_no for account in accounts}
-        changes["not_in_upload"] = sum(
-            1
-            for number, link in existing.items()
-            if number not in uploaded and link.source == "roster"
-        )
+    existing = {
+        link.account_no: link
+        for link in AccountLink.select().where(AccountLink.utility == utility)
+    }
+    pairs = list(zip(accounts, results, strict=True))
+    for start in range(0, len(pairs), CHUNK):
+        chunk = pairs[start : start + CHUNK]
+        with transaction():
+            RosterEntry.insert_many(
+                [_entry_row(job, account, result) for account, result in chunk]
+            ).execute()
+            units = _units_for({r.unit_code for _, r in chunk if r.unit_code})
+            for account, result in chunk:
+                link = existing.get(account.account_no)
+                changes[_apply(utility, account, result, link, units)] += 1
+    uploaded = {account.account_no for account in accounts}
+    changes["not_in_upload"] = sum(
+        1
+        for number, link in existing.items()
+        if number not in uploaded and link.source == "roster"
+    )
     return changes
+
+
+def _entry_row(job, account, result):
+    return {
+        "job": job.id,
+        "line": account.line,
+        "account_no": result.account_no,
+        "unit_code": result.unit_code,
+        "certificate_no": result.certificate_no or None,
+        "location": result.location or None,
+        "match_result": result.match_result,
+        "score": result.score,
+        "reasons": list(result.reasons),
+    }
 
 
 def _apply(utility, account, result, link, units):

@@ -353,3 +353,61 @@ def test_case_finds_the_accounts_a_roster_linked(stack, client, homes, water_job
 
     accounts = {(t["service_org"], t["account_no"]) for t in case["transfers"]}
     assert (WATER, entry.account_no) in accounts
+
+
+def test_writers_are_not_locked_out_by_a_roster(stack, homes, registry_units):
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime, timedelta
+
+    from demo.client import HubClient
+
+    owners = []
+    for _ in range(20):
+        home = homes.make()
+        owner = HubClient(
+            stack.hub_url,
+            stack.peers.idp_url,
+            stack.peers.wechatpay_url,
+            stack.registry_secret,
+        )
+        owner.login(home.buyer)
+        owners.append((owner, home))
+    expires = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    header, _ = roster_of(WATER)
+    with open(DATA / "roster.csv", encoding="utf-8", newline="") as f:
+        everyone = list(csv.reader(f))[1:]
+    uploads = {}
+    for service_org, partner in (
+        (WATER, "water"),
+        ("济南能源集团有限公司燃气", "gas"),
+        ("国网济南供电公司", "power"),
+        ("济南能源集团有限公司热力", "heat"),
+    ):
+        rows = [row for row in everyone if row[0] == service_org]
+        uploads[partner] = upload(stack, as_csv(header, rows), partner=partner)
+
+    def write(pair):
+        owner, home = pair
+        statuses = []
+        for n in range(5):
+            response = owner.session.post(
+                owner.api + "/delegations",
+                json={
+                    "business_no": home.business_no,
+                    "agency_name": f"济南测试{n}房产经纪有限公司",
+                    "agency_credit_code": "91370100MA3C5LXX1K",
+                    "scope": ["view"],
+                    "expires_at": expires,
+                },
+                headers={"Authorization": f"Bearer {owner.token}"},
+                timeout=30,
+            )
+            statuses.append((response.status_code, response.text[:200]))
+        return statuses
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = [status for batch in pool.map(write, owners) for status in batch]
+
+    assert [a for a in answers if a[0] != 201] == []
+    for partner, response in uploads.items():
+        assert wait_done(stack, response.json()["job_id"], partner)["status"] == "done"
