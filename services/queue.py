@@ -77,6 +77,12 @@ def deliver_message(message_id):
     def work():
         message = delivery.claim(message_id)
         if message is None:
+            # Not due yet: huey may run a scheduled task up to a second early,
+            # and a message another task holds is due again when its lease
+            # ends. Either way, look again then.
+            due = delivery.next_attempt(message_id)
+            if due is not None:
+                deliver_message.schedule((message_id,), eta=due)
             return
         if not delivery.deliver(message):
             retry = delivery.next_attempt(message_id)

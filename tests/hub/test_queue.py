@@ -1,9 +1,11 @@
 """The queue sends each outbox message once, and the sweep finds lost ones."""
 
 import time
+from datetime import timedelta
 
 from demo import scenarios
 from models import Business, Case, OutboxMessage
+from models.base import utcnow
 from models.db import transaction
 from services import delivery, queue
 from tests.hub.flows import drive_to_submission
@@ -71,3 +73,16 @@ def test_registry_completion_queues_the_push(client, homes):
 
     progress = client.wait_until_final(case_id)
     assert progress["transfers"][0]["status"] == "completed"
+
+
+def test_task_run_early_looks_again_when_due(client, homes):
+    message = registered_without_task(client, homes)
+    OutboxMessage.update(next_attempt_at=utcnow() + timedelta(seconds=2)).where(
+        OutboxMessage.id == message.id
+    ).execute()
+
+    queue.deliver_message(message.id)
+
+    time.sleep(1)
+    assert state_of(message) == "pending"
+    assert wait_for(lambda: state_of(message) == "done")
