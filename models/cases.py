@@ -49,6 +49,8 @@ class Case(BaseModel):
     opened_at = peewee.DateTimeField(default=utcnow)
     submitted_at = peewee.DateTimeField(null=True)
     closed_at = peewee.DateTimeField(null=True)
+    # When the people's names and ID numbers were masked after retention.
+    personal_data_dropped_at = peewee.DateTimeField(null=True)
 
 
 class Transfer(BaseModel):

@@ -22,7 +22,14 @@ from huey.storage import BlackHoleStorage, RedisStorage, SqliteStorage
 
 from models import Refund
 from models.db import database
-from services import delivery, housekeeping, payments, rosters, settlement
+from services import (
+    delivery,
+    housekeeping,
+    payments,
+    retention,
+    rosters,
+    settlement,
+)
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +147,7 @@ def sweep():
         settlement.poll_refunds()
         delivery.forget_old_message_ids()
         housekeeping.forget_old_idempotency_keys()
+        retention.forget_due_cases()
 
     _in_app(work)
 
