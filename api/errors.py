@@ -7,6 +7,7 @@
 import json
 import logging
 
+import peewee
 from flask import current_app, g, jsonify, request
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -202,6 +203,17 @@ def reject_nul_in_query():
     return None
 
 
+def handle_database_unavailable(error):
+    log.error("database unavailable error=%s", type(error).__name__)
+    response, status = error_response(
+        503,
+        "database_unavailable",
+        "数据库暂时不可用，请稍后重试。",
+    )
+    response.headers["Retry-After"] = "2"
+    return response, status
+
+
 def handle_unexpected(error):
     log.exception("unhandled error")
     return error_response(500, "internal_error", "服务内部错误，请稍后再试。")
@@ -212,6 +224,9 @@ def init_app(app):
     app.register_error_handler(ServiceError, handle_service_error)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(RecursionError, handle_too_deep)
+    # A lost or refused connection; a constraint or data error stays a 500.
+    app.register_error_handler(peewee.OperationalError, handle_database_unavailable)
+    app.register_error_handler(peewee.InterfaceError, handle_database_unavailable)
     app.register_error_handler(Exception, handle_unexpected)
     app.before_request(reject_nul_in_query)
     app.before_request(reject_non_json_body)

@@ -4,6 +4,7 @@ import logging
 
 import peewee
 from playhouse.db_url import connect
+from playhouse.pool import PooledDatabase
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,24 @@ def connect_database(url):
     return db
 
 
+def connect_checked():
+    """Connect, replacing a pooled connection that died with a database restart.
+
+    A pool hands out connections opened earlier; one the server dropped fails
+    only when used, so each is tried with a cheap query first and thrown away
+    if that fails.
+    """
+    database.connect(reuse_if_open=True)
+    if not isinstance(database.obj, PooledDatabase):
+        return
+    try:
+        database.execute_sql("SELECT 1")
+    except (peewee.OperationalError, peewee.InterfaceError) as error:
+        log.warning("pooled connection was dead; replacing it error=%s", error)
+        database.obj.manual_close()
+        database.connect(reuse_if_open=True)
+
+
 def is_sqlite():
     return isinstance(database.obj, peewee.SqliteDatabase)
 
@@ -38,7 +57,7 @@ def init_app(app):
 
     @app.before_request
     def open_connection():
-        database.connect(reuse_if_open=True)
+        connect_checked()
 
     @app.teardown_appcontext
     def close_connection(exc):
