@@ -35,8 +35,10 @@ def create_app(config=None):
         base64.b64decode(app.config["INDEX_KEY"]),
     )
 
-    models.db.init_app(app)
+    # The request id comes first, so that even a failed connection is logged
+    # and answered with it.
     requestlog.init_app(app)
+    models.db.init_app(app)
     rest = openapi.init_api(app)
     errors.init_app(app)
     limits.init_app(app)

@@ -397,23 +397,38 @@ def unit_by_code(code):
 
 
 def _units_for(codes):
-    """Return the Unit row of each code, made from the export where missing."""
-    units = {
-        unit.unit_code: unit
-        for unit in Unit.select().where(Unit.unit_code.in_(list(codes)))
+    """Return the Unit row of each code, made from the export where missing.
+
+    Jobs of several utilities may make the same unit at once, so a row made
+    meanwhile by another transaction is taken, not inserted again.
+    """
+    codes = list(set(codes))
+    if not codes:
+        return {}
+    known = {
+        unit.unit_code
+        for unit in Unit.select(Unit.unit_code).where(Unit.unit_code.in_(codes))
     }
-    for row in RegistryUnit.select().where(
-        RegistryUnit.unit_code.in_([c for c in codes if c not in units])
-    ):
-        units[row.unit_code] = Unit.create(
-            unit_code=row.unit_code,
-            location=row.location,
-            usage=row.usage,
-            building_area=row.building_area,
-            inner_area=row.inner_area,
-            certificate_no=row.certificate_no,
+    fresh = [
+        {
+            "unit_code": row.unit_code,
+            "location": row.location,
+            "usage": row.usage,
+            "building_area": row.building_area,
+            "inner_area": row.inner_area,
+            "certificate_no": row.certificate_no,
+            "created_at": utcnow(),
+            "updated_at": utcnow(),
+        }
+        for row in RegistryUnit.select().where(
+            RegistryUnit.unit_code.in_([c for c in codes if c not in known])
         )
-    return units
+    ]
+    for start in range(0, len(fresh), BATCH):
+        Unit.insert_many(fresh[start : start + BATCH]).on_conflict_ignore().execute()
+    return {
+        unit.unit_code: unit for unit in Unit.select().where(Unit.unit_code.in_(codes))
+    }
 
 
 def _queue_review(utility, account, result, link):

@@ -411,3 +411,28 @@ def test_writers_are_not_locked_out_by_a_roster(stack, homes, registry_units):
     assert [a for a in answers if a[0] != 201] == []
     for partner, response in uploads.items():
         assert wait_done(stack, response.json()["job_id"], partner)["status"] == "done"
+
+
+def test_units_made_at_once_by_several_jobs(stack, registry_units):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from models import RegistryUnit, Unit
+    from models.db import transaction
+
+    codes = [
+        row.unit_code
+        for row in RegistryUnit.select()
+        .where(RegistryUnit.unit_code.not_in(Unit.select(Unit.unit_code)))
+        .limit(30)
+    ]
+
+    def make(_):
+        with stack.app.app_context(), database.connection_context():
+            with transaction():
+                return len(rosters._units_for(codes))
+
+    with ThreadPoolExecutor(6) as pool:
+        made = list(pool.map(make, range(6)))
+
+    assert made == [len(codes)] * 6
+    assert Unit.select().where(Unit.unit_code.in_(codes)).count() == len(codes)
