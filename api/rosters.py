@@ -13,6 +13,7 @@ from api.errors import error_response, takes_raw_body
 from api.openapi import utility_operation
 from api.security import utility_caller_required
 from linkage import engine
+from linkage.labels import in_chinese
 from services import queue, rosters
 
 blp = Blueprint(
@@ -95,6 +96,10 @@ class ResultView(Schema):
     match_result = fields.String()
     score = fields.Float()
     reasons = fields.List(fields.String())
+    reason_labels = fields.Function(
+        lambda entry: [in_chinese(reason) for reason in entry.reasons],
+        metadata={"description": "The reasons in Chinese"},
+    )
 
 
 def _larger_body(view):

@@ -16,6 +16,7 @@ from api.fields import LocalDateTime, UnitCode, to_local
 from api.openapi import JSON_BODY_ERRORS, bearer_operation, utility_operation
 from api.security import caller_required, utility_caller_required
 from domain.masking import mask_address, mask_id_number, mask_name
+from linkage.labels import in_chinese
 from services import feedback, reconciliation_queue, timeline, utility_desk
 
 blp = Blueprint(
@@ -306,11 +307,20 @@ def reconciliation_view(item, parties):
         "status": item.status,
         "status_label": reconciliation_queue.STATUSES[item.status],
         "reasons": item.reasons,
-        # Roster items carry the engine's reasons as sentences, not codes.
+        # Roster items carry the engine's reasons as phrases, not codes.
         "reason_labels": [
-            reconciliation_queue.REASONS.get(code, code) for code in item.reasons
+            reconciliation_queue.REASONS.get(code) or in_chinese(code)
+            for code in item.reasons
         ],
-        "candidates": item.candidates,
+        "candidates": [
+            {
+                **candidate,
+                "reason_labels": [in_chinese(r) for r in candidate["reasons"]],
+            }
+            for candidate in item.candidates
+        ]
+        if item.candidates
+        else item.candidates,
         "business_no": business.business_no if business else None,
         "unit_code": item.unit.unit_code if item.unit else None,
         "location": business.location if business else None,

@@ -171,6 +171,12 @@ def test_review_items_carry_candidates(stack, water_job, app):
     assert len(roster_items) >= 1
     assert roster_items[0]["candidates"]
     assert roster_items[0]["candidates"][0]["unit_code"]
+    labels = (
+        roster_items[0]["reason_labels"]
+        + roster_items[0]["candidates"][0]["reason_labels"]
+    )
+    assert labels
+    assert all(any("\u4e00" <= char <= "\u9fff" for char in label) for label in labels)
 
 
 def test_review_item_linked_by_hand(stack, water_job, app):
