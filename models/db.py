@@ -20,7 +20,10 @@ SQLITE_PRAGMAS = {
 
 def connect_database(url):
     """Open the database that `url` names and bind the proxy to it."""
-    if url.startswith("sqlite"):
+    if url.startswith("sqlite+pool"):
+        # Pooled connections move between the server's threads.
+        db = connect(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+    elif url.startswith("sqlite"):
         db = connect(url, pragmas=SQLITE_PRAGMAS)
     else:
         db = connect(url)
