@@ -16,6 +16,7 @@ another source: a missing district stays missing.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -92,6 +93,7 @@ _SUBDISTRICT = re.compile(
     r"^([\u4e00-\u9fff]{2,5}?(?:街道办事处|街道办|街道|镇|乡))"
     r"(?!路|街|大街|大道|小区|社区|\d)"
 )
+_LEADING_HAN = re.compile(r"[\u4e00-\u9fff]*")
 _ROAD = re.compile(
     r"^([\u4e00-\u9fff]{1,12}?(?:大街|大道|路|街|道|巷|胡同|里|弄))"
     r"(\d+(?:-\d+)?)(?:号院|号)(?!楼)"
@@ -115,10 +117,13 @@ _TAIL = re.compile(rf"(?:{_PART}-?)+$")
 _BUILDING_MARKERS = frozenset({"号楼", "栋", "幢", "座", "#"})
 _ROOM_MARKERS = frozenset({"室", "户", "房"})
 
-_DASHES = str.maketrans(dict.fromkeys("—–‐‑‒―−~～_", "-"))
-_BRACKETS = str.maketrans(
-    {"【": "(", "】": ")", "〔": "(", "〕": ")", "[": "(", "]": ")"}
-)
+_DASHES = "—–‐‑‒―−~～_"
+_OTHER_BRACKETS = {"【": "(", "】": ")", "〔": "(", "〕": ")", "[": "(", "]": ")"}
+_DASHES_AND_BRACKETS = str.maketrans({**dict.fromkeys(_DASHES, "-"), **_OTHER_BRACKETS})
+# str.translate looks up every character of a Chinese text in the table, so
+# a text is translated only when this finds a character to replace.
+_TO_TRANSLATE = re.compile("[" + re.escape(_DASHES + "".join(_OTHER_BRACKETS)) + "]")
+_WHITESPACE = re.compile(r"\s+")
 _TRAILING_NOTE = re.compile(r"\([^()\d]*\)$")
 _SPACE_BETWEEN_NUMBERS = re.compile(r"(?<=[0-9A-Za-z])\s+(?=[0-9A-Za-z])")
 _ONE_AS_DASH = re.compile(r"(?<=\d)一(?=\d)")
@@ -152,11 +157,16 @@ def clean_address(text: str) -> str:
     building, stair, floor, room, zone or phase marker become digits.
     """
     text = unicodedata.normalize("NFKC", text or "").strip()
-    text = text.translate(_DASHES).translate(_BRACKETS)
-    text = _SPACE_BETWEEN_NUMBERS.sub("-", text)
-    text = re.sub(r"\s+", "", text)
-    text = _ONE_AS_DASH.sub("-", text)
-    text = _TRAILING_NOTE.sub("", text).replace("(", "").replace(")", "")
+    # Each step below runs only when the text has a character it changes.
+    if _TO_TRANSLATE.search(text):
+        text = text.translate(_DASHES_AND_BRACKETS)
+    if _WHITESPACE.search(text):
+        text = _SPACE_BETWEEN_NUMBERS.sub("-", text)
+        text = _WHITESPACE.sub("", text)
+    if "一" in text:
+        text = _ONE_AS_DASH.sub("-", text)
+    if "(" in text or ")" in text:
+        text = _TRAILING_NOTE.sub("", text).replace("(", "").replace(")", "")
     text = _CHINESE_NUMBER.sub(_arabic, text)
     return text.upper().rstrip("。.,，;；")
 
@@ -199,9 +209,50 @@ def parse_address(text: str, roads: bool = True) -> ParsedAddress:
     if text and len(text) > MAX_ADDRESS_LENGTH:
         return ParsedAddress(clean_address(text[:MAX_ADDRESS_LENGTH]))
     cleaned = clean_address(text)
-    rest = cleaned
-    parts: dict[str, str | int | None] = {}
+    # The start is the leading run of Chinese characters and the character
+    # after it, which is all that _read_start looks at.
+    start_length = _LEADING_HAN.match(cleaned).end() + 1
+    start_parts, rest = _start_parts(cleaned[:start_length])
+    parts: dict[str, str | int | None] = dict(start_parts)
+    rest += cleaned[start_length:]
 
+    road = _ROAD.match(rest) if roads else None
+    if road:
+        parts["road"], parts["road_no"] = road.group(1), road.group(2)
+        rest = rest[road.end() :]
+
+    tail = _TAIL.search(rest)
+    if tail:
+        parts.update(_tail_parts(tail.group(0)))
+        rest = rest[: tail.start()]
+    community = rest.strip("-")
+    if community:
+        parts["community"] = community
+    return ParsedAddress(cleaned, **parts)
+
+
+# Many addresses start the same way, so the parts read from each start are
+# kept for reuse, as the tails are.
+START_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=START_CACHE_SIZE)
+def _start_parts(start: str) -> tuple[tuple[tuple[str, str], ...], str]:
+    """Return the parts _read_start finds, as (name, value) pairs, and the
+    rest of `start`."""
+    parts: dict[str, str] = {}
+    rest = _read_start(start, parts)
+    return tuple(parts.items()), rest
+
+
+def _read_start(rest: str, parts: dict) -> str:
+    """Take the province, city, district, development zone and subdistrict
+    from the start of an address into `parts`, and return the rest.
+
+    Every pattern here matches Chinese characters only and looks at most one
+    character past them, so the result for an address depends only on its
+    leading run of Chinese characters and the character after that run.
+    """
     for name, pattern in (("province", _PROVINCE), ("city", _CITY)):
         rest = _take(pattern, rest, parts, name)
     # Addresses from before 2019 may name both cities: 济南市莱芜市莱城区.
@@ -213,21 +264,7 @@ def parse_address(text: str, roads: bool = True) -> ParsedAddress:
     if parts.get("district"):
         parts["district"] = DISTRICTS[parts["district"]]
     rest = _take(_ZONE_NAME, rest, parts, None)
-    rest = _take(_SUBDISTRICT, rest, parts, "subdistrict")
-
-    road = _ROAD.match(rest) if roads else None
-    if road:
-        parts["road"], parts["road_no"] = road.group(1), road.group(2)
-        rest = rest[road.end() :]
-
-    tail = _TAIL.search(rest)
-    if tail:
-        parts.update(_read_tail(tail.group(0)))
-        rest = rest[: tail.start()]
-    community = rest.strip("-")
-    if community:
-        parts["community"] = community
-    return ParsedAddress(cleaned, **parts)
+    return _take(_SUBDISTRICT, rest, parts, "subdistrict")
 
 
 def _take(pattern: re.Pattern, rest: str, parts: dict, name: str | None) -> str:
@@ -237,6 +274,19 @@ def _take(pattern: re.Pattern, rest: str, parts: dict, name: str | None) -> str:
     if name:
         parts[name] = match.group(1)
     return rest[match.end() :]
+
+
+# Different addresses often end in the same building, stair and room
+# numbers, so the parts read from each tail are kept for reuse. An entry
+# takes about 450 bytes, so a full cache takes about 7 MB.
+TAIL_CACHE_SIZE = 16384
+
+
+@functools.lru_cache(maxsize=TAIL_CACHE_SIZE)
+def _tail_parts(tail: str) -> tuple[tuple[str, str | int], ...]:
+    """Return the parts of a tail as (name, value) pairs, which a caller
+    cannot change in the cache."""
+    return tuple(_read_tail(tail).items())
 
 
 def _read_tail(tail: str) -> dict:

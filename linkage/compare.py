@@ -13,13 +13,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from domain.identifiers import InvalidIdentifier, normalise_credit_code
 from linkage.addresses import ParsedAddress, parse_address
-from linkage.index import UnitIndex, UnitView, building_key, certificate_key
-from linkage.normalise import name_key, normalise_ids
+from linkage.index import UnitIndex, UnitView, building_key
+from linkage.normalise import is_credit_code, normalise_ids
 from linkage.records import Account
 
-__all__ = ["AccountView", "Comparison", "compare", "view_account"]
+__all__ = ["AccountView", "Comparison", "compare", "is_organisation", "view_account"]
 
 PLACE_SAME = 4.0
 PLACE_SIMILAR = 2.0
@@ -55,14 +54,13 @@ class AccountView:
     account: Account
     address: ParsedAddress
     building: str | None
-    places: set
+    places: frozenset
     places_exact: bool
     places_ambiguous: bool
     id_keys: frozenset
     name: str
     owner_name: str
     certificate: str | None
-    is_organisation: bool
 
 
 @dataclass(slots=True)
@@ -98,7 +96,6 @@ def view_account(account: Account, index: UnitIndex) -> AccountView:
         if found[0]:
             address = street_like
             places, exact, ambiguous = found
-    ids = normalise_ids(account.holder_ids)
     return AccountView(
         account=account,
         address=address,
@@ -106,28 +103,20 @@ def view_account(account: Account, index: UnitIndex) -> AccountView:
         places=places,
         places_exact=exact,
         places_ambiguous=ambiguous,
-        id_keys=frozenset(index.blind_key(holder_id.value) for holder_id in ids),
-        name=name_key(account.holder_name),
-        owner_name=name_key(account.owner_name),
-        certificate=certificate_key(account.certificate_no),
-        is_organisation=_is_organisation(account, ids),
+        id_keys=index.id_keys(account.holder_ids),
+        name=index.name_key(account.holder_name),
+        owner_name=index.name_key(account.owner_name),
+        certificate=index.certificate_key(account.certificate_no),
     )
 
 
-def _is_organisation(account: Account, ids) -> bool:
+def is_organisation(account: Account) -> bool:
     """Say whether the holder is an organisation, by name or by credit code."""
     name = account.holder_name.strip()
     if len(name) >= 5 and ORGANISATION_WORDS.search(name):
         return True
-    for holder_id in ids:
-        if holder_id.kind != "other" or len(holder_id.value) != 18:
-            continue
-        try:
-            if not normalise_credit_code(holder_id.value).warnings:
-                return True
-        except InvalidIdentifier:
-            continue
-    return False
+    holder_ids = normalise_ids(account.holder_ids)
+    return any(is_credit_code(holder_id) for holder_id in holder_ids)
 
 
 def compare(view: AccountView, unit: UnitView, position: int) -> Comparison:
@@ -145,14 +134,14 @@ def compare(view: AccountView, unit: UnitView, position: int) -> Comparison:
     )
     stair = _compare_part(
         view.address.stair,
-        unit.address.stair,
+        unit.stair,
         "stair",
         STAIR_SAME,
         STAIR_DIFFERS,
         result,
     )
     room = _compare_part(
-        view.address.room, unit.address.room, "room", ROOM_SAME, ROOM_DIFFERS, result
+        view.address.room, unit.room, "room", ROOM_SAME, ROOM_DIFFERS, result
     )
     if room == "missing":
         result.score += ROOM_MISSING
@@ -173,7 +162,7 @@ def compare(view: AccountView, unit: UnitView, position: int) -> Comparison:
 
 
 def _compare_place(view: AccountView, unit: UnitView, result: Comparison) -> None:
-    district, unit_district = view.address.district, unit.address.district
+    district, unit_district = view.address.district, unit.district
     if district and unit_district and district != unit_district:
         result.district_differs = True
         result.score += DISTRICT_DIFFERS
@@ -182,29 +171,47 @@ def _compare_place(view: AccountView, unit: UnitView, result: Comparison) -> Non
     if not view.places:
         result.reasons.append("address names no known road or community")
         return
-    shared = view.places & unit.places
+    shared = view.places.intersection(unit.places)
     if not shared:
         result.place = "differs"
         result.score += PLACE_DIFFERS
         result.reasons.append("road or community differs")
         return
     result.place = "same"
-    kinds = sorted({place[0] for place in shared}, reverse=True)
     if view.places_exact:
         result.score += PLACE_SAME
-        result.reasons.append(f"same {' and '.join(kinds)}")
+        result.reasons.append(_same_place_reason(shared))
     else:
         result.score += PLACE_SIMILAR
         result.reasons.append("community name similar, not equal")
 
 
+def _same_place_reason(shared: frozenset) -> str:
+    """Return "same road", "same community" or "same road and community"."""
+    road = community = False
+    for kind, _, _ in shared:
+        if kind == "road":
+            road = True
+        else:
+            community = True
+    if road and community:
+        return "same road and community"
+    return "same road" if road else "same community"
+
+
+# The reasons for each part are made once, so that all comparisons share one
+# string object, which a child's pickled outcomes then contain only once.
+_PART_NOT_GIVEN = {part: f"{part} not given" for part in ("building", "stair", "room")}
+_SAME_PART = {part: f"same {part}" for part in ("building", "stair", "room")}
+
+
 def _compare_part(mine, theirs, label, same, differs, result) -> str:
     if mine is None or theirs is None:
-        result.reasons.append(f"{label} not given")
+        result.reasons.append(_PART_NOT_GIVEN[label])
         return "missing"
     if mine == theirs:
         result.score += same
-        result.reasons.append(f"same {label}")
+        result.reasons.append(_SAME_PART[label])
         return "same"
     result.score += differs
     result.reasons.append(f"{label} differs ({mine} / {theirs})")
@@ -212,11 +219,11 @@ def _compare_part(mine, theirs, label, same, differs, result) -> str:
 
 
 def _compare_identity(view: AccountView, unit: UnitView, result: Comparison) -> None:
-    if view.id_keys & unit.owner_keys:
+    if not view.id_keys.isdisjoint(unit.owner_keys):
         result.identity = True
         result.score += ID_OWNER
         result.reasons.append("holder ID is an owner's")
-    elif view.id_keys & unit.previous_keys:
+    elif not view.id_keys.isdisjoint(unit.previous_keys):
         result.identity = True
         result.score += ID_PREVIOUS
         result.reasons.append("holder ID is a previous owner's")
@@ -245,7 +252,7 @@ def _compare_identity(view: AccountView, unit: UnitView, result: Comparison) -> 
 
 def _compare_area(view: AccountView, unit: UnitView, result: Comparison) -> None:
     area = view.account.area
-    registered = [a for a in (unit.unit.building_area, unit.unit.inner_area) if a]
+    registered = unit.areas
     if area is None or not registered:
         return
     if any(_area_agrees(area, known) for known in registered):

@@ -18,11 +18,12 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
 from domain.identifiers import InvalidIdentifier, normalise_certificate_no
 from linkage.addresses import ParsedAddress, community_key, parse_address
-from linkage.normalise import name_key, normalise_ids
+from linkage.normalise import name_key, normalised_id_value
 from linkage.records import Person, Unit
 
 __all__ = ["Place", "UnitIndex", "UnitView", "building_key", "certificate_key"]
@@ -33,17 +34,28 @@ Place = tuple[str, str | None, str]
 
 @dataclass(slots=True)
 class UnitView:
-    """A unit with its location parsed and its identifiers normalised."""
+    """A unit with the parts of its location that comparisons use and its
+    identifiers normalised.
+
+    The view keeps those parts rather than the ParsedAddress, and tuples of
+    distinct values rather than frozensets, so that an index adds few
+    objects for CPython's garbage collector to scan at each full collection.
+    The collector stops tracking a tuple of strings after one collection.
+    """
 
     unit: Unit
-    address: ParsedAddress
-    places: frozenset
+    district: str | None
+    places: tuple[Place, ...]
     building: str | None
-    owner_keys: frozenset
-    previous_keys: frozenset
-    owner_names: frozenset
-    previous_names: frozenset
+    stair: str | None
+    room: str | None
+    owner_keys: tuple[bytes, ...]
+    previous_keys: tuple[bytes, ...]
+    owner_names: tuple[str, ...]
+    previous_names: tuple[str, ...]
     certificate: str | None
+    # The building area and then the inner area, leaving out those not given.
+    areas: tuple[float, ...]
 
 
 def building_key(address: ParsedAddress) -> str | None:
@@ -82,15 +94,18 @@ class UnitIndex:
     def __init__(self, units: list[Unit]) -> None:
         # A key made per run, so the index contains no ID number in the clear.
         self._blind_secret = os.urandom(16)
+        self._blind_hash = hashlib.blake2b(digest_size=12, key=self._blind_secret)
+
+        # Rosters and exports repeat names and certificate numbers many times,
+        # and accounts name the same places, so each distinct text is
+        # normalised once per run.
+        self._name_keys: dict[str, str] = {}
+        self._certificates: dict[str, str | None] = {}
+        self._resolved: dict[tuple, tuple[frozenset, bool, bool]] = {}
+
         self.views = [self._view(unit) for unit in units]
         self._learn_communities()
-        self.by_place_room: dict[tuple, list[int]] = defaultdict(list)
-        self.by_id: dict[bytes, list[int]] = defaultdict(list)
-        self.by_certificate: dict[str, list[int]] = defaultdict(list)
-        self.districts_of: dict[tuple[str, str], set] = defaultdict(set)
-        self.stairs_of: dict[tuple, set] = defaultdict(set)
-        for position, view in enumerate(self.views):
-            self._add(position, view)
+        self._build_blocks()
         self._community_names = sorted(
             {name for kind, name in self.districts_of if kind == "community"},
             key=len,
@@ -98,29 +113,85 @@ class UnitIndex:
         )
         self._similar_cache: dict[str, str | None] = {}
 
+    def _build_blocks(self) -> None:
+        by_place_room, by_id, by_certificate = _Blocks(), _Blocks(), _Blocks()
+        self.districts_of: dict[tuple[str, str], set] = defaultdict(set)
+        self.stairs_of: dict[tuple, set] = defaultdict(set)
+        for position, view in enumerate(self.views):
+            room = view.room
+            for place in view.places:
+                self.districts_of[(place[0], place[2])].add(place[1])
+                self.stairs_of[(place, view.building)].add(view.stair)
+                if room is not None:
+                    by_place_room.add((place, view.building, room), position)
+                    if view.building is not None:
+                        by_place_room.add((place, None, room), position)
+            for key in {*view.owner_keys, *view.previous_keys}:
+                by_id.add(key, position)
+            if view.certificate:
+                by_certificate.add(view.certificate, position)
+
+        # The positions of the units in each block, in the export's order.
+        self.by_place_room: dict[tuple, tuple[int, ...]] = by_place_room.as_tuples()
+        self.by_id: dict[bytes, tuple[int, ...]] = by_id.as_tuples()
+        self.by_certificate: dict[str, tuple[int, ...]] = by_certificate.as_tuples()
+
     def blind_key(self, id_number: str) -> bytes:
         """Return the keyed hash of a normalised ID number used as a block key."""
-        return hashlib.blake2b(
-            id_number.encode(), digest_size=12, key=self._blind_secret
-        ).digest()
+        # Copying a hash object that has taken the key is faster than keying
+        # a new one, and gives the same digest.
+        blind_hash = self._blind_hash.copy()
+        blind_hash.update(id_number.encode())
+        return blind_hash.digest()
+
+    def id_keys(self, numbers: Iterable[str]) -> frozenset[bytes]:
+        """Return the blind keys of ID numbers as typed, after normalising them.
+
+        Numbers that normalise to the same value, such as a 15-digit ID and
+        its 18-character form, give one key.
+        """
+        keys = set()
+        for number in numbers:
+            value = normalised_id_value(number)
+            if value is not None:
+                keys.add(self.blind_key(value))
+        return frozenset(keys)
+
+    def name_key(self, name: str) -> str:
+        """Return name_key(name), normalising each distinct name once."""
+        key = self._name_keys.get(name)
+        if key is None:
+            key = self._name_keys[name] = name_key(name)
+        return key
+
+    def certificate_key(self, text: str) -> str | None:
+        """Return certificate_key(text), normalising each distinct number once."""
+        if text not in self._certificates:
+            self._certificates[text] = certificate_key(text)
+        return self._certificates[text]
 
     def _view(self, unit: Unit) -> UnitView:
         address = parse_address(unit.location)
         return UnitView(
             unit=unit,
-            address=address,
-            places=frozenset(own_places(address)),
+            district=address.district,
+            places=tuple(own_places(address)),
             building=building_key(address),
-            owner_keys=self._id_keys(unit.owners),
-            previous_keys=self._id_keys(unit.previous_owners),
-            owner_names=_name_keys(unit.owners),
-            previous_names=_name_keys(unit.previous_owners),
-            certificate=certificate_key(unit.certificate_no),
+            stair=address.stair,
+            room=address.room,
+            owner_keys=tuple(self.id_keys(person.id_number for person in unit.owners)),
+            previous_keys=tuple(
+                self.id_keys(person.id_number for person in unit.previous_owners)
+            ),
+            owner_names=self._name_keys_of(unit.owners),
+            previous_names=self._name_keys_of(unit.previous_owners),
+            certificate=self.certificate_key(unit.certificate_no),
+            areas=tuple(area for area in (unit.building_area, unit.inner_area) if area),
         )
 
-    def _id_keys(self, people: tuple[Person, ...]) -> frozenset:
-        ids = normalise_ids([person.id_number for person in people])
-        return frozenset(self.blind_key(holder_id.value) for holder_id in ids)
+    def _name_keys_of(self, people: tuple[Person, ...]) -> tuple[str, ...]:
+        keys = (self.name_key(person.name) for person in people)
+        return tuple(dict.fromkeys(key for key in keys if key))
 
     def _learn_communities(self) -> None:
         """Give every unit the communities named by other units at its address."""
@@ -135,23 +206,9 @@ class UnitIndex:
             for place in view.places:
                 if place[0] == "road":
                     learned |= communities_at.get(place, set())
-            view.places = frozenset(learned)
+            view.places = tuple(learned)
 
-    def _add(self, position: int, view: UnitView) -> None:
-        room = view.address.room
-        for place in view.places:
-            self.districts_of[(place[0], place[2])].add(place[1])
-            self.stairs_of[(place, view.building)].add(view.address.stair)
-            if room is not None:
-                self.by_place_room[(place, view.building, room)].append(position)
-                if view.building is not None:
-                    self.by_place_room[(place, None, room)].append(position)
-        for key in view.owner_keys | view.previous_keys:
-            self.by_id[key].append(position)
-        if view.certificate:
-            self.by_certificate[view.certificate].append(position)
-
-    def resolve_places(self, address: ParsedAddress) -> tuple[set, bool, bool]:
+    def resolve_places(self, address: ParsedAddress) -> tuple[frozenset, bool, bool]:
         """Return the known places an account's address names.
 
         Returns (places, exact, ambiguous). `exact` is False when a community
@@ -159,6 +216,14 @@ class UnitIndex:
         when a name without a district, or with a district where the name is
         not known, fits places in more than one district.
         """
+        # The parts that own_places reads.
+        key = (address.district, address.road, address.road_no, address.community)
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            resolved = self._resolved[key] = self._resolve(address)
+        return resolved
+
+    def _resolve(self, address: ParsedAddress) -> tuple[frozenset, bool, bool]:
         places: set = set()
         exact, ambiguous = True, False
         for kind, district, name in own_places(address):
@@ -170,7 +235,7 @@ class UnitIndex:
                     exact = False
             places |= found
             ambiguous = ambiguous or spread
-        return places, exact, ambiguous
+        return frozenset(places), exact, ambiguous
 
     def knows_road(self, address: ParsedAddress) -> bool:
         """Say whether the road and house number of `address` is in the export."""
@@ -199,5 +264,31 @@ class UnitIndex:
         return similar
 
 
-def _name_keys(people: tuple[Person, ...]) -> frozenset:
-    return frozenset(key for key in (name_key(p.name) for p in people) if key)
+class _Blocks:
+    """Unit positions by block key, gathered in the order added.
+
+    Most keys have one unit, so a key's first position is kept as a number
+    and a list is made only for its second. This keeps the lists made while
+    the index is built few, because CPython's garbage collector scans every
+    list at each full collection, while it stops tracking a tuple of numbers
+    after one collection.
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[Hashable, int] = {}
+        self._several: dict[Hashable, list[int]] = {}
+
+    def add(self, key: Hashable, position: int) -> None:
+        several = self._several.get(key)
+        if several is not None:
+            several.append(position)
+        elif key in self._first:
+            self._several[key] = [self._first.pop(key), position]
+        else:
+            self._first[key] = position
+
+    def as_tuples(self) -> dict[Hashable, tuple[int, ...]]:
+        blocks = {key: (position,) for key, position in self._first.items()}
+        for key, positions in self._several.items():
+            blocks[key] = tuple(positions)
+        return blocks

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from domain.identifiers import (
     InvalidIdentifier,
     fold_width,
+    normalise_credit_code,
     normalise_name,
     normalise_resident_id,
     resident_id_check_char,
@@ -20,9 +21,11 @@ from domain.identifiers import (
 
 __all__ = [
     "HolderId",
+    "is_credit_code",
     "name_key",
     "normalise_id",
     "normalise_ids",
+    "normalised_id_value",
     "normalise_person_name",
     "split_id_field",
 ]
@@ -32,6 +35,10 @@ __all__ = [
 _ID_SEPARATORS = re.compile(r"[;；,，、/|\n\r]+")
 _WHITESPACE = re.compile(r"\s+")
 _RESIDENT_SHAPE = re.compile(r"[0-9]{17}[0-9X]|[0-9]{15}")
+# A resident ID in the form that normalise_id returns.
+_CANONICAL_RESIDENT = re.compile(r"[0-9]{17}[0-9X]")
+# Most names: Chinese characters only, which name_key returns unchanged.
+_HAN_ONLY = re.compile(r"[\u4e00-\u9fff]+")
 # A full stop typed as the middle dot of a transliterated name: 阿依古丽.买买提.
 _DOT_BETWEEN_HAN = re.compile(r"(?<=[\u3400-\u9fff])\s*\.\s*(?=[\u3400-\u9fff])")
 
@@ -88,6 +95,20 @@ def normalise_id(text: str) -> HolderId | None:
     return HolderId(compact, "resident", checked=compact[17] == expected)
 
 
+def normalised_id_value(text: str) -> str | None:
+    """Return normalise_id(text).value, or None when nothing is left.
+
+    A number already typed as 18 digits, or 17 digits and X, is returned as
+    it is without the checks, because normalise_id returns such a number
+    unchanged whether or not its region, birth date and check character are
+    valid. Only the kind it gives depends on them.
+    """
+    if text and _CANONICAL_RESIDENT.fullmatch(text):
+        return text
+    holder_id = normalise_id(text)
+    return None if holder_id is None else holder_id.value
+
+
 def normalise_ids(numbers: tuple[str, ...] | list[str]) -> tuple[HolderId, ...]:
     """Normalise every ID number of an account or owner, dropping repeats."""
     seen: dict[str, HolderId] = {}
@@ -96,6 +117,17 @@ def normalise_ids(numbers: tuple[str, ...] | list[str]) -> tuple[HolderId, ...]:
         if holder_id is not None and holder_id.value not in seen:
             seen[holder_id.value] = holder_id
     return tuple(seen.values())
+
+
+def is_credit_code(holder_id: HolderId) -> bool:
+    """Say whether an ID number is a unified social credit code with a valid
+    check character, which only an organisation has."""
+    if holder_id.kind != "other" or len(holder_id.value) != 18:
+        return False
+    try:
+        return not normalise_credit_code(holder_id.value).warnings
+    except InvalidIdentifier:
+        return False
 
 
 def normalise_person_name(text: str) -> str:
@@ -117,5 +149,8 @@ def name_key(text: str) -> str:
     People often leave the middle dot out of a transliterated name, so
     阿依古丽·买买提 and 阿依古丽买买提 get the same key.
     """
+    if text and _HAN_ONLY.fullmatch(text):
+        # Nothing here for normalising to fold, drop or change case.
+        return text
     name = normalise_person_name(text)
     return name.replace("·", "").replace(" ", "").casefold()

@@ -363,14 +363,15 @@ def _apply(utility, account, result, link, units):
     """Store one account's result; return the kind of change it made."""
     unit = units.get(result.unit_code) if result.match_result == engine.LINKED else None
     kind = "unchanged"
+    if link is not None and link.source in MANUAL_SOURCES:
+        # A link someone checked by hand outranks what a roster says.
+        return "kept_by_hand"
     if link is None:
         link = AccountLink(utility=utility, account_no=account.account_no)
         link.source = "roster"
         kind = "new"
     if unit is not None:
         if link.unit_id is not None and link.unit_id != unit.id:
-            if link.source in MANUAL_SOURCES:
-                return "kept_by_hand"
             kind = "moved" if kind != "new" else kind
         elif link.unit_id is None and kind != "new":
             kind = "linked"

@@ -190,6 +190,17 @@ def _decide(utility, caller, item_id, status, note, unit_code=None):
     with transaction():
         item = reconciliation_queue.item_for(utility, item_id, lock=True)
         if item.status == status:
+            if (
+                status == "linked"
+                and unit_code is not None
+                and (item.unit is None or item.unit.unit_code != unit_code)
+            ):
+                linked_to = item.unit.unit_code if item.unit else "另一房屋"
+                raise Conflict(
+                    "reconciliation_decided",
+                    f"该户号已关联到 {linked_to}，不能改为其他房屋；"
+                    "如需更正请联系平台运维。",
+                )
             return item, False
         if item.status != "open":
             label = reconciliation_queue.STATUSES[item.status]

@@ -216,6 +216,18 @@ def test_review_item_linked_by_hand(stack, water_job, app):
     )
     assert link.unit.unit_code == chosen
     assert link.source == "reconciliation"
+    other = next(
+        (c["unit_code"] for c in item.candidates if c["unit_code"] != chosen),
+        "370102001001GB00001F00019999",
+    )
+    changed = signed_call(
+        stack,
+        "water",
+        "POST",
+        f"/partner/reconciliations/{item.id}",
+        {"decision": "link", "note": "人工核对", "unit_code": other},
+    )
+    assert_error(changed, 409, "reconciliation_decided")
 
 
 def test_upload_again_updates_in_place(stack, water_job, app):
@@ -228,6 +240,9 @@ def test_upload_again_updates_in_place(stack, water_job, app):
 
     assert again["status"] == "done"
     assert again["changes"]["new"] == 0
+    by_hand = AccountLink.select().where(AccountLink.source == "reconciliation")
+    assert again["changes"]["kept_by_hand"] == by_hand.count()
+    assert all(link.match_result == "一致" and link.unit_id for link in by_hand)
     assert sum(again["changes"].values()) - again["changes"]["not_in_upload"] == len(
         rows
     )

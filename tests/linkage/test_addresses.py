@@ -220,6 +220,25 @@ def test_parse_address_no_room(text):
     assert parse_address(text).room is None
 
 
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        # each step of clean_address alone, then none of them
+        ("燕子山小区3—2—501", "燕子山小区3-2-501"),
+        ("燕子山小区3~2_501", "燕子山小区3-2-501"),
+        ("燕子山小区【东区】3号楼", "燕子山小区东区3号楼"),
+        ("燕子山小区[2]号楼", "燕子山小区2号楼"),
+        ("燕子山小区 3 2 501", "燕子山小区3-2-501"),
+        ("\u3000燕子山小区 3号楼\u3000", "燕子山小区3号楼"),
+        ("燕子山小区3一2一501", "燕子山小区3-2-501"),
+        ("燕子山小区3号楼2单元501(东户)", "燕子山小区3号楼2单元501"),
+        ("燕子山小区3号楼2单元501", "燕子山小区3号楼2单元501"),
+    ],
+)
+def test_clean_address_steps(text, cleaned):
+    assert clean_address(text) == cleaned
+
+
 def test_clean_address_keeps_numerals_in_names():
     assert clean_address("经十路七里山小区三号楼") == "经十路七里山小区3号楼"
 
@@ -237,3 +256,37 @@ def test_clean_address_keeps_numerals_in_names():
 )
 def test_community_key(name, key):
     assert community_key(name) == key
+
+
+def test_parse_address_same_start_other_next_character():
+    # Both addresses start with the run 大王镇. A digit after it makes 大王镇
+    # a community (大王镇1号楼), anything else a subdistrict, so the cached
+    # reading of a start must depend on the character after the run.
+    digit_after = parse_address("大王镇1号楼2单元301")
+    dash_after = parse_address("大王镇-1号楼2单元301")
+    digit_again = parse_address("大王镇1号楼2单元302")
+
+    assert digit_after.subdistrict is None
+    assert digit_after.community == "大王镇"
+    assert dash_after.subdistrict == "大王镇"
+    assert dash_after.community is None
+    assert digit_again.community == "大王镇"
+    assert digit_again.room == "302"
+
+
+def test_parse_address_shared_tail_keeps_own_parts():
+    # Both addresses end in the same tail, whose parts are cached once.
+    first = parse_address("燕子山小区3号楼2单元501")
+    second = parse_address("历下区舜玉小区3号楼2单元501")
+
+    assert (first.district, first.community) == (None, "燕子山小区")
+    assert (second.district, second.community) == ("历下区", "舜玉小区")
+    assert (first.building, first.stair, first.room) == ("3", "2", "501")
+    assert (second.building, second.stair, second.room) == ("3", "2", "501")
+
+
+def test_parse_address_shorter_city_start_cached():
+    # 济南市中区 is read as 市中区 whether or not more text follows.
+    assert parse_address("济南市中区").district == "市中区"
+    assert parse_address("济南市中区舜玉小区12号楼1单元501").district == "市中区"
+    assert parse_address("济南市中区舜玉小区12号楼1单元501").community == "舜玉小区"

@@ -1,6 +1,8 @@
 import pytest
 
 from domain.identifiers import resident_id_check_char
+from linkage import engine
+from linkage.compare import is_organisation
 from linkage.engine import LINKED, REVIEW, UNMATCHED, link, summarise
 from linkage.records import Account, Person, Unit
 
@@ -342,3 +344,55 @@ def test_link_address_without_room_never_automatic(address):
 
     assert result.match_result == REVIEW
     assert result.candidates[0].unit_code == CODE_501
+
+
+def test_is_organisation_by_credit_code():
+    # A short name without organisation words, but a valid credit code.
+    developer = Person("鑫源", "91370100MA3C00000E")
+
+    assert is_organisation(account("燕子山小区3号楼2单元501", developer)) is True
+
+
+def test_is_organisation_by_name():
+    developer = Person("济南鑫源置业有限公司", "")
+
+    assert is_organisation(account("燕子山小区3号楼2单元501", developer)) is True
+
+
+def test_is_organisation_person():
+    assert is_organisation(account("燕子山小区3号楼2单元501", OWNER_501)) is False
+    # A credit code with a wrong check character does not count.
+    developer = Person("鑫源", "91370100MA3C00000F")
+    assert is_organisation(account("燕子山小区3号楼2单元501", developer)) is False
+
+
+def test_link_split_same_results(monkeypatch):
+    # SW001 and SW004 compete for 501 and fall in different chunks.
+    accounts = [
+        account("燕子山小区3-2-501", STRANGER, "SW001", area=98.5),
+        account("燕子山小区3号楼2单元502", OWNER_502, "SW002"),
+        account("燕子山小区43号楼2单元1503", STRANGER, "SW003"),
+        account("燕子山路2号3号楼2单元501", STRANGER, "SW004", area=98.5),
+        account("燕子山小区3号楼2单元503", OWNER_501, "SW005"),
+    ]
+    expected = link(UNITS, accounts)
+    splits = []
+    run_split = engine.run_in_two_processes
+
+    def run_in_two_processes(work, chunks, progress, finish):
+        splits.append(chunks)
+        return run_split(work, chunks, progress, finish)
+
+    monkeypatch.setattr(engine, "PROGRESS_STEP", 2)
+    monkeypatch.setattr(engine, "MIN_ACCOUNTS_TO_SPLIT", 2)
+    monkeypatch.setattr(engine, "can_fork", lambda: True)
+    monkeypatch.setattr(engine, "run_in_two_processes", run_in_two_processes)
+    calls = []
+    results = link(UNITS, accounts, progress=lambda done, total: calls.append(done))
+
+    assert splits == [[(0, 2), (2, 4), (4, 5)]]
+    assert results == expected
+    assert results.pairs_compared == expected.pairs_compared
+    assert "SW004" in results[0].reasons[0]
+    assert "SW001" in results[3].reasons[0]
+    assert calls[-1] == 5

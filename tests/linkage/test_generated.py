@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from linkage import engine
 from linkage.cli import RESULT_HEADERS
 from linkage.cli import link as link_command
 from linkage.engine import LINKED, link
@@ -63,6 +64,19 @@ def test_generated_not_registered_never_linked(results, truth):
 
 def test_generated_pairs_compared_stay_small(results):
     assert results.pairs_compared < 5 * len(results)
+
+
+def test_generated_split_same_results(results, monkeypatch):
+    monkeypatch.setattr(engine, "PROGRESS_STEP", 50)
+    monkeypatch.setattr(engine, "MIN_ACCOUNTS_TO_SPLIT", 2)
+    monkeypatch.setattr(engine, "can_fork", lambda: True)
+    units = read_units(DATA / "units.csv")
+    roster = read_roster(DATA / "roster.csv")
+
+    split = link(units.records, roster.records)
+
+    assert split == results
+    assert split.pairs_compared == results.pairs_compared
 
 
 def test_link_command_writes_annex_results(tmp_path, truth):

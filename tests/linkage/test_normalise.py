@@ -7,6 +7,7 @@ from linkage.normalise import (
     normalise_id,
     normalise_ids,
     normalise_person_name,
+    normalised_id_value,
     split_id_field,
 )
 
@@ -126,3 +127,49 @@ def test_name_key_drops_dot():
 
 def test_name_key_latin_case():
     assert name_key("John SMITH") == name_key("john smith")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ID_X,
+        ID_PLAIN,
+        ID_X.lower(),
+        f" {ID_X}",
+        "３７０１０２１９８４０１０８００８Ｘ",
+        "370102840108001",
+        # canonical in form but with a wrong check character, region or
+        # birth date, which normalise_id keeps as typed
+        ID_PLAIN[:17] + ("0" if ID_PLAIN[17] != "0" else "1"),
+        _resident_id("99010219840108008"),
+        _resident_id("37010219841308008"),
+        "91370100MA3C0000X0",
+        "91370100ma3c0000x0",
+        "",
+        "  ",
+    ],
+)
+def test_normalised_id_value_matches_normalise_id(text):
+    holder_id = normalise_id(text)
+
+    expected = None if holder_id is None else holder_id.value
+    assert normalised_id_value(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "王伟",
+        "欧阳娜娜",
+        "阿依古丽买买提",
+        "阿依古丽·买买提",
+        "王 伟",
+        "王伟 ",
+        "ＷＡＮＧ",
+        "Wang",
+    ],
+)
+def test_name_key_han_only_fast_path(text):
+    slow = normalise_person_name(text).replace("·", "").replace(" ", "").casefold()
+
+    assert name_key(text) == slow
