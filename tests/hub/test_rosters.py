@@ -240,7 +240,10 @@ def test_upload_again_updates_in_place(stack, water_job, app):
 
     assert again["status"] == "done"
     assert again["changes"]["new"] == 0
-    by_hand = AccountLink.select().where(AccountLink.source == "reconciliation")
+    by_hand = AccountLink.select().where(
+        (AccountLink.source == "reconciliation")
+        & AccountLink.account_no.in_([row[1] for row in rows])
+    )
     assert again["changes"]["kept_by_hand"] == by_hand.count()
     assert all(link.match_result == "一致" and link.unit_id for link in by_hand)
     assert sum(again["changes"].values()) - again["changes"]["not_in_upload"] == len(
