@@ -100,7 +100,11 @@ def _load(utility, report):
 
 
 def _close_case_when_done(case):
-    statuses = [t.status for t in case.transfers]
+    # Two final reports for one case may commit at the same moment, and each
+    # would see the other transfer unfinished. Locking the case first makes
+    # the second wait and then read the first one's status.
+    locked(Case.select().where(Case.id == case.id)).get()
+    statuses = [t.status for t in Transfer.select().where(Transfer.case == case.id)]
     if all(timeline.is_final(status) for status in statuses):
         Case.update(status="closed", closed_at=utcnow()).where(
             Case.id == case.id
