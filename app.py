@@ -36,7 +36,7 @@ def create_app(config=None):
     )
 
     # The request id comes first, so that even a failed connection is logged
-    # and answered with it.
+    # and reported with it.
     requestlog.init_app(app)
     models.db.init_app(app)
     rest = openapi.init_api(app)

@@ -43,13 +43,13 @@ LATENCY = Histogram(
 
 @blp.get("/health")
 def health():
-    """Answer while the process runs; load balancers restart it otherwise."""
+    """Return 200 while the process runs; load balancers restart it otherwise."""
     return {"status": "ok"}
 
 
 @blp.get("/ready")
 def ready():
-    """Answer 200 once the database answers and every migration is applied."""
+    """Return 200 once the database responds and every migration is applied."""
     checks = {}
     try:
         database.execute_sql("SELECT 1")

@@ -34,7 +34,7 @@ def bearer_token():
 def caller_required(*roles, allow_password_change=False):
     """Load the caller into `g.caller`, or raise 401 or 403.
 
-    401 answers a missing or invalid token, 403 a role not in `roles`. Staff
+    A missing or invalid token gets 401, and a role not in `roles` gets 403. Staff
     whose password is a one-time one may do nothing but change it.
     """
 
@@ -44,7 +44,7 @@ def caller_required(*roles, allow_password_change=False):
             holder, g.token_claims = tokens.holder_of_access_token(bearer_token())
             g.caller = access.caller_for(holder)
             if g.caller.role not in roles:
-                log.info("role refused role=%s roles=%s", g.caller.role, roles)
+                log.info("role rejected role=%s roles=%s", g.caller.role, roles)
                 raise Forbidden(
                     "role_forbidden",
                     f"您的身份（{ROLE_LABELS.get(g.caller.role, g.caller.role)}）"

@@ -56,7 +56,7 @@ class CounterConsent(BaseModel):
 
 
 class CaseAction(BaseModel):
-    """Who did what on a case, and on whose authority: the audit trail of steps."""
+    """An audit entry: one step on a case, its actor and the authority used."""
 
     case = peewee.ForeignKeyField(Case, backref="actions", on_delete="CASCADE")
     transfer = peewee.ForeignKeyField(Transfer, null=True, on_delete="CASCADE")

@@ -83,7 +83,7 @@ def caller_for(holder):
 
 @dataclass(frozen=True)
 class Authority:
-    """How a caller reaches a case: as its owner, by delegation or by consent."""
+    """The ground on which a caller reaches a case: ownership, delegation or consent."""
 
     caller: Caller | None
     # applicant, agent, window or system
@@ -181,7 +181,7 @@ def case_for(caller, case_id, action="view"):
         raise NotFound(*CASE_NOT_FOUND)
     if not authority.allows(action):
         log.info(
-            "delegation scope refused case=%s delegation=%s action=%s",
+            "delegation scope rejected case=%s delegation=%s action=%s",
             case.id,
             authority.delegation.id,
             action,

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 # An agency acts on one transfer of one home; a year covers the slowest case.
 MAX_DURATION = timedelta(days=366)
 
-# What an agency may do besides viewing the case, which every scope allows.
+# The steps an agency may be allowed besides viewing, which every scope allows.
 SCOPES = ("view", "accounts", "confirm", "agreement", "pay", "submit")
 
 DELEGATION_NOT_FOUND = ("delegation_not_found", "该授权记录不存在。")

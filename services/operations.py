@@ -30,7 +30,7 @@ def retry_delivery(message_id):
 
     A message the partner rejected goes back to pending. A push is built again
     from the transfer, because the rejection may have come from data that has
-    been corrected since, and the transfer's timeline says it was resent.
+    been corrected since, and the transfer's timeline records the resend.
     """
     message = None
     if is_storable_id(message_id):

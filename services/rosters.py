@@ -40,7 +40,7 @@ RETURN_HEADERS = (
     "坐落",
     "比对结果",
 )
-# Links that people made by hand are kept when a roster says otherwise.
+# Links that people made by hand are kept when a roster disagrees.
 MANUAL_SOURCES = ("applicant", "reconciliation")
 BATCH = 500
 # Accounts written per transaction when a roster's results are stored.
@@ -172,6 +172,8 @@ def _associated(job_id):
 def accept_upload(utility, filename, data, uploaded_by):
     """Check an uploaded roster and queue it; return the job.
 
+    NOTE: the whole upload is held in memory, up to ROSTER_MAX_BYTES.
+
     The encoding and the header are checked now, so that a file the engine
     cannot read is rejected with the reason before anything is stored. The
     rows are read in the job, which reports each bad row with its line.
@@ -232,6 +234,8 @@ def jobs_of(utility):
 
 def waiting_job_ids(min_age_seconds=60):
     """Return queued jobs old enough that their task was probably lost."""
+    # NOTE: a job whose worker died while it ran stays "running"; nothing
+    # re-queues it yet, so the utility must upload the roster again.
     horizon = utcnow() - timedelta(seconds=min_age_seconds)
     query = RosterJob.select(RosterJob.id).where(
         (RosterJob.status == "queued") & (RosterJob.created_at <= horizon)
@@ -314,7 +318,7 @@ def _store(job, accounts, results):
     Accounts already stored are updated in place under the same key, and
     none is deleted, because cases refer to them. Each chunk of accounts is
     written in one transaction with its results, so that other writers wait
-    at most one chunk on SQLite; a job that fails part-way can be uploaded
+    at most one chunk on SQLite. A job that fails part-way can be uploaded
     again, and the accounts it had written are then updated in place.
     """
     utility = job.utility
@@ -364,7 +368,7 @@ def _apply(utility, account, result, link, units):
     unit = units.get(result.unit_code) if result.match_result == engine.LINKED else None
     kind = "unchanged"
     if link is not None and link.source in MANUAL_SOURCES:
-        # A link someone checked by hand outranks what a roster says.
+        # A link someone checked by hand outranks the roster.
         return "kept_by_hand"
     if link is None:
         link = AccountLink(utility=utility, account_no=account.account_no)

@@ -176,7 +176,7 @@ def login(username, password):
         raise Unauthorized(*LOGIN_FAILED)
     now = utcnow()
     if staff.locked_until and staff.locked_until > now:
-        log.warning("staff login refused reason=locked staff=%s", staff.id)
+        log.warning("staff login rejected reason=locked staff=%s", staff.id)
         minutes = max(1, int((staff.locked_until - now).total_seconds() // 60) + 1)
         raise Unauthorized(
             "account_locked",

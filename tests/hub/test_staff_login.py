@@ -14,7 +14,7 @@ def login(client, username, password):
     )
 
 
-def test_login_returns_a_pair_and_me_names_the_role(staffing):
+def test_login_then_me_shows_role(staffing):
     member, client = staffing.member("service")
 
     me = client.call("GET", "/auth/me")
@@ -43,7 +43,7 @@ def test_username_is_matched_without_case_or_spaces(staffing, username_case):
     assert response.status_code == 200, response.text
 
 
-def test_unknown_user_and_wrong_password_get_the_same_answer(staffing):
+def test_unknown_user_looks_like_wrong_password(staffing):
     member, client = staffing.member("agent", login=False)
 
     unknown = login(client, "nobody-at-all", STAFF_PASSWORD)
@@ -82,7 +82,7 @@ def test_success_resets_the_failure_count(stack, staffing):
     assert Staff.get_by_id(member.id).failed_logins == 0
 
 
-def test_deactivated_staff_cannot_log_in_and_their_tokens_stop(staffing):
+def test_deactivated_staff_locked_out(staffing):
     member, client = staffing.member("service")
 
     staff_service.deactivate(Staff.get_by_id(member.id))
