@@ -3,13 +3,19 @@
 import base64
 import logging
 
-from flask import Flask
+from flask import Flask, jsonify, redirect, send_from_directory
 
 import api
 import models.db
 from api import errors, limits, openapi, operations, requestlog
 from models.fields import data_keys
-from settings import load_settings, parse_data_keys, read_partner_secrets
+from services import evidence
+from settings import (
+    DEVELOPMENT_ENVS,
+    load_settings,
+    parse_data_keys,
+    read_partner_secrets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,8 @@ def create_app(config=None):
         base64.b64decode(app.config["INDEX_KEY"]),
     )
 
+    evidence.init_app(app)
+
     # The request id comes first, so that even a failed connection is logged
     # and reported with it.
     requestlog.init_app(app)
@@ -45,4 +53,32 @@ def create_app(config=None):
     operations.init_app(app)
     for blueprint in api.BLUEPRINTS:
         rest.register_blueprint(blueprint, url_prefix="/api/v1")
+    register_pages(app)
     return app
+
+
+# Page folders under static/, each with an index.html whose scripts and styles
+# Flask's own static route serves from /static/.
+PAGES = {"app": "citizen", "console": "console"}
+
+
+def register_pages(app):
+    """Serve the citizen's page at /app/ and the staff console at /console/."""
+    for prefix, folder in PAGES.items():
+        directory = f"{app.static_folder}/{folder}"
+
+        def index(directory=directory):
+            return send_from_directory(directory, "index.html")
+
+        def add_slash(prefix=prefix):
+            return redirect(f"/{prefix}/", code=308)
+
+        app.add_url_rule(f"/{prefix}/", f"page_{folder}", index)
+        app.add_url_rule(f"/{prefix}", f"page_{folder}_slash", add_slash)
+
+    @app.get("/app/config.json")
+    def page_config():
+        # The identity provider sandbox issues login codes to anyone, so the
+        # page offers it only to development and test installs.
+        sandbox = app.config["ENV"] in DEVELOPMENT_ENVS and app.config["IDP_URL"]
+        return jsonify({"identity_sandbox_url": sandbox or None})

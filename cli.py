@@ -343,7 +343,7 @@ def staff():
 @click.option(
     "--role",
     required=True,
-    type=click.Choice(["agent", "service", "window", "utility", "admin"]),
+    type=click.Choice(["agent", "service", "window", "utility", "admin", "supervisor"]),
 )
 @click.option(
     "--org", "organisation", required=True, help="Organisation id or exact name."
@@ -503,15 +503,22 @@ def utility():
     help="system: pushes over HTTP; channel: the utility collects an export.",
 )
 @click.option("--base-url", help="The utility system's base URL, for a system link.")
-def utility_add(code, service_org, kind, connection, base_url):
+@click.option(
+    "--service-days",
+    type=int,
+    help="Working days to finish a transfer; default LIANBAN_TRANSFER_SERVICE_DAYS.",
+)
+def utility_add(code, service_org, kind, connection, base_url, service_days):
     """Register utility CODE, or update it, and give it a signing key."""
-    from services import catalog, partner_keys
+    from services import catalog, deadlines, partner_keys
 
     with _database():
         try:
             registered, created = catalog.register_utility(
                 code, service_org, kind, connection, base_url
             )
+            if service_days is not None:
+                deadlines.set_service_days(code, service_days)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
         secret = None
@@ -544,6 +551,21 @@ def utility_set_connection(code, connection, base_url):
     click.echo(f"utility {changed.code} now {changed.connection}; {moved} pushes moved")
 
 
+@utility.command("set-service-days")
+@click.argument("code")
+@click.argument("days", required=False, type=int)
+def utility_set_service_days(code, days):
+    """Set utility CODE's service time in working days; omit DAYS for the default."""
+    from services import deadlines
+
+    with _database():
+        try:
+            deadlines.set_service_days(code, days)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+    click.echo(f"utility {code} service days: {days or 'default'}")
+
+
 @utility.command("list")
 def utility_list():
     """List the utilities and how each is connected."""
@@ -553,7 +575,8 @@ def utility_list():
         for item in Utility.select().order_by(Utility.code):
             click.echo(
                 f"{item.code}\t{item.kind}\t{item.connection}\t"
-                f"{item.base_url or '-'}\t{item.service_org}"
+                f"{item.base_url or '-'}\t{item.service_days or 'default'}\t"
+                f"{item.service_org}"
             )
 
 
@@ -689,15 +712,25 @@ def worker(workers):
 
     It runs until SIGINT or SIGTERM, finishing the tasks in hand first.
     """
-    from huey.consumer import Consumer
-
     from app import create_app
-    from services import queue
+    from services import operations, queue
+    from services.worker import QuietConsumer, StorageOutage, storage_error
 
     app = create_app()
     queue.configure(app)
-    consumer = Consumer(
+    where = operations.without_password(
+        app.config["QUEUE_URL"] or "the SQLite queue in VAR_DIR"
+    )
+    error = storage_error(queue.huey, app.config)
+    if error is not None:
+        raise click.ClickException(
+            f"The queue storage {where} does not respond ({error}); "
+            "check LIANBAN_QUEUE_URL and that the server runs."
+        )
+    outage = StorageOutage(where, app.config["QUEUE_OUTAGE_MAX_BACKOFF_SECONDS"])
+    consumer = QuietConsumer(
         queue.huey,
+        outage,
         workers=workers,
         worker_type="thread",
         max_delay=app.config["QUEUE_MAX_POLL_SECONDS"],
@@ -715,8 +748,10 @@ def _wait_for_signal():
 
 
 from linkage.cli import link as link_command  # noqa: E402
+from services.evidence_cli import evidence_command  # noqa: E402
 
 main.add_command(link_command)
+main.add_command(evidence_command)
 
 if __name__ == "__main__":
     main()

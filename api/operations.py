@@ -22,6 +22,7 @@ from prometheus_client import (
 
 from models import migrate
 from models.db import database
+from services import operations
 from services.errors import Unauthorized
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,11 @@ def health():
 
 @blp.get("/ready")
 def ready():
-    """Return 200 once the database responds and every migration is applied."""
+    """Return 200 once the database responds and every migration is applied.
+
+    Where the queue or the rate limits live in Redis, that Redis must respond
+    to a ping within READY_TIMEOUT_SECONDS too.
+    """
     checks = {}
     try:
         database.execute_sql("SELECT 1")
@@ -60,10 +65,32 @@ def ready():
     if checks["database"] == "ok":
         pending = migrate.router().diff
         checks["migrations"] = "ok" if not pending else f"{len(pending)} pending"
+    checks.update(_redis_checks(current_app.config))
     ready_now = all(value == "ok" for value in checks.values())
     return {"status": "ready" if ready_now else "not ready", "checks": checks}, (
         200 if ready_now else 503
     )
+
+
+def _redis_checks(config):
+    timeout = config["READY_TIMEOUT_SECONDS"]
+    checks = {}
+    errors = {}
+    for name, url in operations.redis_dependencies(config).items():
+        # The queue and the rate limits often share one Redis; ping it once.
+        if url not in errors:
+            errors[url] = operations.redis_error(url, timeout)
+        if errors[url] is None:
+            checks[name] = "ok"
+            continue
+        log.warning(
+            "readiness check failed: %s redis=%s error=%s",
+            name,
+            operations.without_password(url),
+            errors[url],
+        )
+        checks[name] = "unreachable"
+    return checks
 
 
 @blp.get("/metrics")

@@ -6,13 +6,13 @@ import logging
 
 from flask import Response, g, jsonify, request
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from api.openapi import JSON_BODY_ERRORS, partner_operation
 from api.security import signed_by
 from models import Utility
 from services import delivery, feedback
-from services.errors import Unauthorized
+from services.errors import Invalid, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,56 @@ class FeedbackAnswerSchema(Schema):
     transfer_id = fields.String()
     status = fields.String()
     applied = fields.Boolean()
+
+
+class FeedbackItems(fields.List):
+    """The reports of a batch, each loaded by FeedbackSchema on its own.
+
+    An item that fails the schema becomes an Invalid error in its place,
+    instead of failing the whole load, so that `feedback.apply_batch` can
+    name every failing item together with the items that fail its own checks.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, list):
+            raise ValidationError("Must be a list of feedback reports.")
+        if not 1 <= len(value) <= feedback.MAX_BATCH_ITEMS:
+            raise ValidationError(
+                f"A batch must contain 1 to {feedback.MAX_BATCH_ITEMS} reports; "
+                f"this one has {len(value)}. Split it into smaller batches."
+            )
+        loaded = []
+        for item in value:
+            try:
+                loaded.append(self.inner.deserialize(item, **kwargs))
+            except ValidationError as error:
+                loaded.append(
+                    Invalid(
+                        "validation_failed",
+                        "该项内容未通过校验，请按 errors 修改。",
+                        errors=error.messages,
+                    )
+                )
+        return loaded
+
+
+class FeedbackBatchSchema(Schema):
+    items = FeedbackItems(
+        fields.Nested(FeedbackSchema),
+        required=True,
+        validate=validate.Length(min=1, max=feedback.MAX_BATCH_ITEMS),
+        metadata={"description": "The reports, each in the single form's shape"},
+    )
+
+
+class FeedbackBatchAnswerSchema(Schema):
+    items = fields.List(
+        fields.Nested(FeedbackAnswerSchema),
+        metadata={"description": "One result per report, in the batch's order"},
+    )
+    changed = fields.Integer(
+        metadata={"description": "How many reports changed a transfer"}
+    )
 
 
 class PartyExportSchema(Schema):
@@ -104,6 +154,43 @@ def post_feedback(report):
         "transfer_id": str(transfer.id),
         "status": transfer.status,
         "applied": applied,
+    }
+
+
+@blp.route("/partner/feedback/batch", methods=["POST"])
+@signed_by("utility")
+@partner_operation(blp, *JSON_BODY_ERRORS)
+@blp.arguments(FeedbackBatchSchema)
+@blp.response(200, FeedbackBatchAnswerSchema)
+def post_feedback_batch(batch):
+    """Report 办理状态 and 退件原因 for several transfers, all or none
+
+    `items` contains 1 to 500 reports, each in the shape of
+    `POST /partner/feedback`, and the signature covers the whole body. The
+    batch is checked and applied in one transaction: if any report is
+    invalid (a bad field, an unknown transfer, another utility's transfer,
+    or a state change the single form rejects with 404, 409 or 422), nothing
+    is recorded and the response is 422 `batch_rejected`. Its
+    `errors.items` lists each failing report with its `index` (from 0), the
+    `status` and `code` the single form would return, a `message`, and
+    field `errors` where a field was invalid. Reports apply in their order,
+    so one batch may carry 办理中 and then 办结 for one transfer. Sending an
+    applied batch again changes nothing, and each item's `applied` is
+    false, as the single form returns for a repeated report. More than 500
+    reports, or none, is 422 `validation_failed` naming `items`.
+    """
+    utility = calling_utility()
+    results = feedback.apply_batch(utility, batch["items"])
+    return {
+        "items": [
+            {
+                "transfer_id": str(transfer.id),
+                "status": transfer.status,
+                "applied": applied,
+            }
+            for transfer, applied in results
+        ],
+        "changed": sum(1 for _, applied in results if applied),
     }
 
 

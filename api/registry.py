@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api import fields as api_fields
+from api.notifications import Mobile
 from api.openapi import JSON_BODY_ERRORS, partner_operation
 from api.security import signed_by
 from domain.identifiers import ID_TYPES, InvalidIdentifier, normalise_id_number
@@ -25,6 +26,7 @@ class PersonSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     id_type = fields.String(required=True, validate=validate.OneOf(ID_TYPES))
     id_number = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    phone = Mobile(load_default=None, allow_none=True)
 
     @validates_schema
     def check_id_number(self, data, **kwargs):

@@ -15,6 +15,7 @@ from api.security import utility_caller_required
 from linkage import engine
 from linkage.labels import in_chinese
 from services import queue, rosters
+from services.errors import ServiceError
 
 blp = Blueprint(
     "rosters",
@@ -60,7 +61,16 @@ class RosterJobView(Schema):
     for_review = fields.Integer()
     unmatched = fields.Integer()
     pairs_compared = fields.Integer()
-    problems = fields.List(fields.Nested(ProblemView))
+    problems = fields.List(
+        fields.Nested(ProblemView),
+        metadata={"description": "Bad rows, at most ROSTER_MAX_PROBLEMS (1,000)"},
+    )
+    problems_left_out = fields.Integer(
+        metadata={"description": "Bad rows found beyond those listed in problems"}
+    )
+    attempts = fields.Integer(
+        metadata={"description": "Runs started; a run whose worker died is retried"}
+    )
     changes = fields.Dict(
         allow_none=True,
         metadata={
@@ -133,11 +143,42 @@ def upload_roster(args):
             {"headers": {"Content-Type": [f"got {request.mimetype or 'none'}"]}},
         )
     uploaded_by = str(g.caller) if g.caller else f"partner:{g.partner}"
-    job = rosters.accept_upload(
-        g.utility, args["filename"], request.get_data(), uploaded_by
-    )
+    job = rosters.accept_upload(g.utility, args["filename"], _body(), uploaded_by)
     queue.run_roster_job(job.id)
     return job
+
+
+def _body():
+    """Yield the request body in pieces; raise a 413 once it is over the limit.
+
+    A signed upload was already read whole to check its signature, so its
+    pieces are slices of that copy.
+    """
+    # NOTE: the partner signature covers the whole body and is checked before
+    # this view runs, so a signed upload is held in memory once, up to
+    # ROSTER_MAX_BYTES. Uploads with a staff token are streamed.
+    limit = current_app.config["ROSTER_MAX_BYTES"]
+    if getattr(g, "partner", None):
+        body = memoryview(request.get_data())
+        chunks = (
+            body[start : start + rosters.SEAL_CHUNK_BYTES]
+            for start in range(0, len(body), rosters.SEAL_CHUNK_BYTES)
+        )
+    else:
+        chunks = iter(lambda: request.stream.read(rosters.SEAL_CHUNK_BYTES), b"")
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        # werkzeug cuts a chunked body at the limit instead of refusing it,
+        # so a body without Content-Length that reaches the limit is rejected.
+        if size > limit or (size >= limit and request.content_length is None):
+            raise ServiceError(
+                "payload_too_large",
+                f"名册文件超过 {limit} 字节的上限，请拆分后分别上传。",
+                errors={"body": [f"larger than {limit} bytes"]},
+                status=413,
+            )
+        yield chunk
 
 
 @blp.route("/partner/rosters", methods=["GET"])

@@ -17,7 +17,13 @@ from api.openapi import JSON_BODY_ERRORS, bearer_operation, utility_operation
 from api.security import caller_required, utility_caller_required
 from domain.masking import mask_address, mask_id_number, mask_name
 from linkage.labels import in_chinese
-from services import feedback, reconciliation_queue, timeline, utility_desk
+from services import (
+    deadlines,
+    feedback,
+    reconciliation_queue,
+    timeline,
+    utility_desk,
+)
 
 blp = Blueprint(
     "utility",
@@ -82,6 +88,8 @@ class UtilityTransferView(Schema):
     status_label = fields.String()
     return_reason = fields.String(allow_none=True)
     updated_at = LocalDateTime()
+    due_at = LocalDateTime(allow_none=True)
+    overdue = fields.Boolean()
     owners = fields.List(fields.Nested(MaskedPersonView))
     previous_owners = fields.List(fields.Nested(MaskedPersonView))
 
@@ -125,6 +133,7 @@ def transfer_view(transfer, parties):
         "status_label": timeline.status_label(transfer.status),
         "return_reason": transfer.return_reason,
         "updated_at": transfer.updated_at,
+        **deadlines.due_fields(transfer),
         "owners": masked_people(parties, "owner"),
         "previous_owners": masked_people(parties, "previous_owner"),
     }

@@ -6,7 +6,7 @@ from api.fields import LocalDateTime, to_local
 from domain.masking import mask_address, mask_id_number, mask_name
 from models import Party, Transfer, TransferEvent
 from models.fields import data_keys
-from services import reconciliation_queue, timeline
+from services import deadlines, reconciliation_queue, timeline
 
 
 class PersonView(Schema):
@@ -36,6 +36,8 @@ class TransferSchema(Schema):
     status = fields.String()
     status_label = fields.String()
     return_reason = fields.String(allow_none=True)
+    due_at = LocalDateTime(allow_none=True)
+    overdue = fields.Boolean()
 
 
 class CaseSummarySchema(Schema):
@@ -269,6 +271,7 @@ def transfer_view(transfer, viewer, parties=None):
         "status": transfer.status,
         "status_label": _label(transfer),
         "return_reason": transfer.return_reason,
+        **deadlines.due_fields(transfer),
     }
 
 

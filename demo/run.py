@@ -10,6 +10,7 @@ import requests
 from demo import scenarios
 from demo import staff as demo_staff
 from demo.client import HubClient, HubError
+from demo.evidence_steps import show_deadlines_and_evidence
 from demo.stack import start_stack
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def run_scenario(client, agent, stack, scenario):
         say(f"!! the hub refused a step: {error}", 1)
         return False
     print_timeline(progress)
+    evidence_held = show_deadlines_and_evidence(client, case_id)
     finals = [t["status"] for t in progress["transfers"]]
     counts = {
         "completed": finals.count("completed"),
@@ -76,7 +78,7 @@ def run_scenario(client, agent, stack, scenario):
         f"({'as expected' if ok else f'expected {scenario.expect}'})",
         1,
     )
-    return ok
+    return ok and evidence_held
 
 
 def walk_case(client, agent, stack, scenario):

@@ -14,6 +14,7 @@ from demo import scenarios
 from models import migrate
 from peers.common import QueryFreeRequestHandler
 from peers.launch import free_port, start_peers
+from peers.sms_sandbox import ensure_sms_keys
 from services import catalog, queue
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def start_stack(
                 "ALIPAY_URL": peers.alipay_url,
                 "ALIPAY_KEYS_DIR": str(peers.keys.directory),
                 "PARTNER_SECRETS_FILE": str(secrets_path),
+                **notice_settings(peers),
                 **(config or {}),
             }
         )
@@ -104,6 +106,18 @@ def start_stack(
         raise
     log.info("stack started hub=%s", hub_url)
     return Stack(app, hub_url, peers, registry_secret, server, worker)
+
+
+def notice_settings(peers):
+    """Return the hub's settings for the subscribe-message and SMS sandboxes."""
+    sms = ensure_sms_keys(peers.keys.directory)
+    return {
+        "SUBSCRIBE_URL": peers.subscribe_url,
+        "SMS_URL": peers.sms_url,
+        "SMS_ACCESS_KEY_ID": sms["access_key_id"],
+        "SMS_ACCESS_KEY_SECRET": sms["access_key_secret"],
+        "SMS_SIGN_NAME": sms["sign_name"],
+    }
 
 
 def prepare_database(peers, demo):

@@ -9,6 +9,7 @@ with its line number, and the other rows still go through.
     units = read_units("units.csv")      # ReadResult[Unit]
     roster = read_roster("roster.csv")   # ReadResult[Account]
     roster = read_roster_bytes(uploaded, "roster.csv")
+    roster = read_roster_chunks(lambda: open_chunks(), "roster.csv")
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -35,6 +38,7 @@ __all__ = [
     "decode_bytes",
     "read_roster",
     "read_roster_bytes",
+    "read_roster_chunks",
     "read_units",
     "read_units_bytes",
 ]
@@ -97,18 +101,35 @@ class RowProblem:
 
 @dataclass(slots=True)
 class ReadResult(Generic[Record]):
-    """The records read from one file, the problems found, and its encoding."""
+    """The records read from one file, the problems found, and its encoding.
+
+    With `max_problems` set, only the first that many problems are kept in
+    `problems`; the others are counted in `problems_left_out`.
+    """
 
     path: str
     encoding: str
     records: list[Record] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
     rows_read: int = 0
+    max_problems: int | None = None
+    problems_left_out: int = 0
+    # Rows left out, whether or not their problem is kept in `problems`.
+    bad_row_count: int = 0
 
     @property
     def bad_rows(self) -> list[RowProblem]:
-        """Problems that left a row out."""
+        """The kept problems that left a row out."""
         return [problem for problem in self.problems if problem.dropped]
+
+    def add_problem(self, problem: RowProblem) -> None:
+        """Record a problem, or only count it once `max_problems` are kept."""
+        if problem.dropped:
+            self.bad_row_count += 1
+        if self.max_problems is None or len(self.problems) < self.max_problems:
+            self.problems.append(problem)
+        else:
+            self.problems_left_out += 1
 
 
 class RecordsError(ValueError):
@@ -188,7 +209,8 @@ def read_units_bytes(data: bytes, name: str) -> ReadResult[Unit]:
     text, encoding = decode_bytes(data, name, UNIT_COLUMNS)
     result: ReadResult[Unit] = ReadResult(name, encoding)
     seen: dict[str, int] = {}
-    for line, values in _rows(text, name, UNIT_COLUMNS, UNIT_REQUIRED, result):
+    lines = io.StringIO(text, newline="")
+    for line, values in _rows(lines, name, UNIT_COLUMNS, UNIT_REQUIRED, result):
         unit = _unit_from_row(line, values, seen, result)
         if unit is not None:
             result.records.append(unit)
@@ -206,15 +228,49 @@ def read_roster(path: str | Path) -> ReadResult[Account]:
     return read_roster_bytes(_read_bytes(path), str(path))
 
 
-def read_roster_bytes(data: bytes, name: str) -> ReadResult[Account]:
+def read_roster_bytes(
+    data: bytes, name: str, max_problems: int | None = None
+) -> ReadResult[Account]:
     """Read a utility roster from its bytes, as read_roster does. `name`
     identifies the file in messages."""
-    text, encoding = decode_bytes(data, name, ROSTER_COLUMNS)
-    result: ReadResult[Account] = ReadResult(name, encoding)
-    seen: dict[tuple[str, str], int] = {}
-    for line, values in _rows(text, name, ROSTER_COLUMNS, ROSTER_REQUIRED, result):
+    view = memoryview(data)
+
+    def open_chunks() -> Iterator[bytes]:
+        for start in range(0, len(view), CHUNK_BYTES):
+            yield bytes(view[start : start + CHUNK_BYTES])
+
+    return read_roster_chunks(open_chunks, name, max_problems)
+
+
+def read_roster_chunks(
+    open_chunks: Callable[[], Iterable[bytes]],
+    name: str,
+    max_problems: int | None = None,
+    keep_records: bool = True,
+    reject: Callable[[Account], str | None] | None = None,
+) -> ReadResult[Account]:
+    """Read a utility roster from its bytes in pieces, as read_roster does.
+
+    `open_chunks()` must return the file's bytes from the start as an
+    iterable of chunks each time it is called: once to find the encoding and
+    once to read the rows. Neither the whole file nor its whole text is held
+    at once. `reject(account)` may return a reason to leave a row out, which
+    is reported as a problem. With `keep_records` false the rows are only
+    checked and counted: `records` stays empty and repeated accounts are not
+    looked for, which would take memory for every row.
+    """
+    encoding = detect_encoding(open_chunks(), name, ROSTER_COLUMNS)
+    result: ReadResult[Account] = ReadResult(name, encoding, max_problems=max_problems)
+    lines = _text_lines(open_chunks(), encoding)
+    seen: dict[tuple[str, str], int] | None = {} if keep_records else None
+    for line, values in _rows(lines, name, ROSTER_COLUMNS, ROSTER_REQUIRED, result):
         account = _account_from_row(line, values, seen, result)
-        if account is not None:
+        if account is None or not keep_records:
+            continue
+        reason = reject(account) if reject is not None else None
+        if reason is not None:
+            result.add_problem(RowProblem(name, line, reason))
+        else:
             result.records.append(account)
     return result
 
@@ -265,6 +321,139 @@ def decode_bytes(
     return text, "GBK"
 
 
+# Bytes read at the start of a file for the byte-order mark, NUL and
+# encoding-guess checks, which decode_bytes applies to the same prefix.
+HEAD_BYTES = 65536
+CHUNK_BYTES = 1 << 20
+_PYTHON_CODECS = {"UTF-8 with BOM": "utf-8-sig", "UTF-8": "utf-8", "GBK": "gb18030"}
+
+
+def detect_encoding(
+    chunks: Iterable[bytes], path: str, columns: dict[str, tuple[str, ...]]
+) -> str:
+    """Return the encoding name that decode_bytes would give, reading in chunks.
+
+    The same checks apply, with the same UnsupportedEncoding messages, but
+    only the first HEAD_BYTES and the current chunk are held.
+    """
+    stream = iter(chunks)
+    head = b""
+    for chunk in stream:
+        head += chunk
+        if len(head) >= HEAD_BYTES:
+            break
+    if head.startswith(codecs.BOM_UTF8):
+        _check_decodes(itertools.chain([head[len(codecs.BOM_UTF8) :]], stream), path)
+        return "UTF-8 with BOM"
+    for bom, name in _UTF16_32_BOMS:
+        if head.startswith(bom):
+            raise UnsupportedEncoding(path, name, "byte-order mark found")
+    if b"\x00" in head[:4096]:
+        raise UnsupportedEncoding(path, "UTF-16 or UTF-32", "NUL bytes found")
+
+    checks = {
+        "utf-8": _DecodeCheck("utf-8"),
+        "gb18030": _DecodeCheck("gb18030", first_line=True),
+    }
+    for chunk in itertools.chain([head], stream):
+        for check in checks.values():
+            check.feed(chunk)
+        if all(check.failed_line for check in checks.values()):
+            break
+    for check in checks.values():
+        check.finish()
+    utf8, gbk = checks["utf-8"], checks["gb18030"]
+    if not utf8.failed_line:
+        return "UTF-8"
+    utf8_where = f"first byte that is not UTF-8 is on line {utf8.failed_line}"
+    if gbk.failed_line:
+        detail = (
+            f"{utf8_where}, first byte that is not GBK is on line {gbk.failed_line}"
+        )
+        raise UnsupportedEncoding(path, _guess_encoding(head), detail)
+    first_line = fold_width(gbk.first_line)
+    known = [name for names in columns.values() for name in names]
+    if not any(name in first_line for name in known):
+        detail = f"{utf8_where}; read as GBK, the header is wrong"
+        raise UnsupportedEncoding(path, _guess_encoding(head), detail)
+    return "GBK"
+
+
+class _DecodeCheck:
+    """Decode chunks with one codec, keeping only the line of the first error."""
+
+    def __init__(self, codec: str, first_line: bool = False) -> None:
+        self.decoder = codecs.getincrementaldecoder(codec)()
+        self.newlines = 0
+        self.failed_line = 0
+        # The text up to the first line break, kept when `first_line` is set.
+        self.first_line = "" if first_line else None
+        self._first_line_done = not first_line
+
+    def feed(self, chunk: bytes, final: bool = False) -> None:
+        if self.failed_line:
+            return
+        try:
+            text = self.decoder.decode(chunk, final)
+        except UnicodeDecodeError as error:
+            # error.object is the undecoded tail of the last chunk followed by
+            # this one. That tail is part of a multi-byte character, which
+            # never contains a line feed in UTF-8 or GB 18030.
+            before = error.object.count(b"\n", 0, error.start)
+            self.failed_line = self.newlines + before + 1
+            return
+        self.newlines += chunk.count(b"\n")
+        if not self._first_line_done and len(self.first_line) < HEAD_BYTES:
+            self.first_line += text
+            if "\n" in self.first_line:
+                self.first_line = self.first_line.partition("\n")[0]
+                self._first_line_done = True
+
+    def finish(self) -> None:
+        self.feed(b"", final=True)
+
+
+def _check_decodes(chunks: Iterable[bytes], path: str) -> None:
+    """Raise UnsupportedEncoding unless the chunks (after a BOM) are UTF-8."""
+    check = _DecodeCheck("utf-8")
+    for chunk in chunks:
+        check.feed(chunk)
+        if check.failed_line:
+            break
+    check.finish()
+    if check.failed_line:
+        detail = f"first byte that is not UTF-8 is on line {check.failed_line}"
+        raise UnsupportedEncoding(path, "UTF-8 with BOM and invalid bytes", detail)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A binary file over an iterable of byte chunks, read once from the start."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def _text_lines(chunks: Iterable[bytes], encoding: str) -> io.TextIOWrapper:
+    """Return the lines of the text in `encoding`, split as csv expects."""
+    raw = io.BufferedReader(_ChunkReader(chunks), CHUNK_BYTES)
+    return io.TextIOWrapper(raw, encoding=_PYTHON_CODECS[encoding], newline="")
+
+
 def _decode_utf8(path: str | Path, data: bytes) -> str:
     try:
         return data.decode("utf-8")
@@ -312,9 +501,13 @@ def _header_positions(header, path, columns, required) -> dict[str, int]:
     return positions
 
 
-def _rows(text, path, columns, required, result):
-    """Yield (line number, field values) for each row with the right width."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _rows(lines, path, columns, required, result):
+    """Yield (line number, field values) for each row with the right width.
+
+    `lines` is a text file opened with newline="", or any iterable of lines
+    that keep their line breaks.
+    """
+    reader = csv.reader(lines)
     try:
         header = next(reader)
     except StopIteration:
@@ -335,9 +528,7 @@ def _rows(text, path, columns, required, result):
             return
         except csv.Error as error:
             result.rows_read += 1
-            result.problems.append(
-                RowProblem(str(path), line, f"not valid CSV: {error}")
-            )
+            result.add_problem(RowProblem(str(path), line, f"not valid CSV: {error}"))
             line = reader.line_num + 1
             continue
         start, line = line, reader.line_num + 1
@@ -348,7 +539,7 @@ def _rows(text, path, columns, required, result):
             row = row[:width]
         if len(row) != width:
             reason = f"has {len(row)} columns; the header has {width}"
-            result.problems.append(RowProblem(str(path), start, reason))
+            result.add_problem(RowProblem(str(path), start, reason))
             continue
         values = {name: row[index].strip() for name, index in positions.items()}
         yield start, values
@@ -359,26 +550,25 @@ def _account_from_row(line, values, seen, result) -> Account | None:
     org = fold_width(values["service_org"]).strip()
     account_no = fold_width(values["account_no"]).replace(" ", "")
     if not org:
-        result.problems.append(RowProblem(path, line, "missing 服务机构名称"))
+        result.add_problem(RowProblem(path, line, "missing 服务机构名称"))
         return None
     if not account_no:
-        result.problems.append(
-            RowProblem(path, line, "missing account number (用户号)")
-        )
+        result.add_problem(RowProblem(path, line, "missing account number (用户号)"))
         return None
     if _SCIENTIFIC.match(account_no):
         reason = (
             f"account number {account_no} is in scientific notation, so a "
             "spreadsheet program has lost its digits; export the column as text"
         )
-        result.problems.append(RowProblem(path, line, reason))
+        result.add_problem(RowProblem(path, line, reason))
         return None
     key = (org, account_no)
-    if key in seen:
+    if seen is not None and key in seen:
         reason = f"duplicate account {account_no} of {org}, first on line {seen[key]}"
-        result.problems.append(RowProblem(path, line, reason))
+        result.add_problem(RowProblem(path, line, reason))
         return None
-    seen[key] = line
+    if seen is not None:
+        seen[key] = line
 
     area = _area(values.get("area", ""), "房屋面积", line, result)
     return Account(
@@ -398,23 +588,21 @@ def _unit_from_row(line, values, seen, result) -> Unit | None:
     path = result.path
     raw_code = values["unit_code"]
     if not raw_code:
-        result.problems.append(RowProblem(path, line, "missing 不动产单元代码"))
+        result.add_problem(RowProblem(path, line, "missing 不动产单元代码"))
         return None
     try:
         unit_code = normalise_unit_code(raw_code)
     except InvalidIdentifier as error:
-        result.problems.append(
-            RowProblem(path, line, f"invalid 不动产单元代码: {error}")
-        )
+        result.add_problem(RowProblem(path, line, f"invalid 不动产单元代码: {error}"))
         return None
     if unit_code in seen:
         reason = f"duplicate unit code {unit_code}, first on line {seen[unit_code]}"
-        result.problems.append(RowProblem(path, line, reason))
+        result.add_problem(RowProblem(path, line, reason))
         return None
     seen[unit_code] = line
 
     if not values["location"]:
-        result.problems.append(RowProblem(path, line, "missing 坐落", dropped=False))
+        result.add_problem(RowProblem(path, line, "missing 坐落", dropped=False))
     return Unit(
         line=line,
         unit_code=unit_code,
@@ -437,7 +625,7 @@ def _holder_ids(text: str, line: int, result) -> tuple[str, ...]:
             "用户证件号码 in scientific notation (such as 3.70102E+17) ignored; "
             "export the column as text"
         )
-        result.problems.append(RowProblem(result.path, line, reason, dropped=False))
+        result.add_problem(RowProblem(result.path, line, reason, dropped=False))
     return usable
 
 
@@ -452,7 +640,7 @@ def _people(values, names_field, ids_field, line, result) -> tuple[Person, ...]:
             f"{UNIT_COLUMNS[ids_field][0]} lists {len(ids)} ID numbers; "
             "they are paired by position"
         )
-        result.problems.append(RowProblem(result.path, line, reason, dropped=False))
+        result.add_problem(RowProblem(result.path, line, reason, dropped=False))
     count = max(len(names), len(ids))
     names += [""] * (count - len(names))
     ids += [""] * (count - len(ids))
@@ -472,6 +660,6 @@ def _area(text: str, column: str, line: int, result) -> float | None:
         area = -1.0
     if not 0 < area < 100_000:
         reason = f"{column} {text!r} is not an area in square metres; ignored"
-        result.problems.append(RowProblem(result.path, line, reason, dropped=False))
+        result.add_problem(RowProblem(result.path, line, reason, dropped=False))
         return None
     return area

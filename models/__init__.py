@@ -8,7 +8,10 @@ from models.cases import (
     Transfer,
     TransferEvent,
 )
+from models.deadlines import OverdueAlert
+from models.evidence import EvidenceEntry, EvidenceHead, EvidenceKey
 from models.idempotency import IdempotencyRecord
+from models.notifications import Notice, ReleaseNotice, SmsSetting, SubscribeChoice
 from models.outbox import OutboxMessage, PartnerMessage
 from models.partners import PartnerKey
 from models.payments import Payment, Refund
@@ -47,6 +50,14 @@ ALL_MODELS = (
     RosterJob,
     RosterEntry,
     PartnerKey,
+    OverdueAlert,
+    EvidenceEntry,
+    EvidenceHead,
+    EvidenceKey,
+    SubscribeChoice,
+    SmsSetting,
+    Notice,
+    ReleaseNotice,
 )
 
 __all__ = [model.__name__ for model in ALL_MODELS] + ["ALL_MODELS"]

@@ -69,6 +69,11 @@ class Transfer(BaseModel):
     arrears_checked_at = peewee.DateTimeField(null=True)
     status = peewee.CharField(max_length=32, default="draft")
     return_reason = peewee.TextField(null=True)
+    # When the utility took the push (or collected it) and the end of its
+    # service time after that; see services/deadlines.py.
+    delivered_at = peewee.DateTimeField(null=True)
+    due_at = peewee.DateTimeField(null=True, index=True)
+    overdue_at = peewee.DateTimeField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
 

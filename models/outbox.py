@@ -16,6 +16,9 @@ class OutboxMessage(BaseModel):
     state = peewee.CharField(max_length=32, default="pending")
     attempts = peewee.IntegerField(default=0)
     next_attempt_at = peewee.DateTimeField(default=utcnow, index=True)
+    # Set by each claim. A message claimed at least once may have reached the
+    # partner even if no response was recorded, because the sender can die first.
+    claimed_at = peewee.DateTimeField(null=True)
     last_error = peewee.TextField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     done_at = peewee.DateTimeField(null=True)

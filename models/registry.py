@@ -59,6 +59,7 @@ class Party(BaseModel):
     id_type = peewee.CharField(max_length=32)
     id_number = SealedField()
     id_index = peewee.CharField(max_length=64, index=True)
+    phone = SealedField(null=True)
 
     class Meta:
         indexes = ((("business", "role", "position"), True),)

@@ -33,8 +33,10 @@ class RosterJob(BaseModel):
     uploaded_by = peewee.CharField(max_length=48)
     rows_read = peewee.IntegerField(default=0)
     rows_done = peewee.IntegerField(default=0)
-    # [{"line": n, "reason": "..."}] for rows left out or kept with a field ignored.
+    # [{"line": n, "reason": "..."}] for rows left out or kept with a field
+    # ignored, at most ROSTER_MAX_PROBLEMS of them; the rest are only counted.
     problems = JSONField(default=list)
+    problems_left_out = peewee.IntegerField(default=0)
     linked = peewee.IntegerField(default=0)
     for_review = peewee.IntegerField(default=0)
     unmatched = peewee.IntegerField(default=0)
@@ -42,6 +44,12 @@ class RosterJob(BaseModel):
     # What the upload changed in the stored accounts: new, moved, unchanged...
     changes = JSONField(null=True)
     error = peewee.TextField(null=True)
+    # Names the sealed upload on disk and is part of its associated data.
+    upload_id = peewee.CharField(max_length=32, null=True)
+    # Runs started so far; a running job whose heartbeat is older than
+    # ROSTER_LEASE_SECONDS is queued again, up to ROSTER_MAX_ATTEMPTS runs.
+    attempts = peewee.IntegerField(default=0)
+    heartbeat_at = peewee.DateTimeField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     started_at = peewee.DateTimeField(null=True)
     finished_at = peewee.DateTimeField(null=True)
@@ -60,6 +68,9 @@ class RosterEntry(BaseModel):
     match_result = peewee.CharField(max_length=8)
     score = peewee.FloatField()
     reasons = JSONField(default=list)
+    # What storing the account changed (new, moved, unchanged...), kept so
+    # that a run started again counts the change its first run made.
+    change = peewee.CharField(max_length=16, null=True)
 
     class Meta:
         indexes = ((("job", "account_no"), True),)

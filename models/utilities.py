@@ -16,6 +16,8 @@ class Utility(BaseModel):
     base_url = peewee.CharField(max_length=255, null=True)
     # "system" receives pushes over HTTP; "channel" collects an export.
     connection = peewee.CharField(max_length=16, default="system")
+    # Working days the utility has to finish a transfer; empty for the default.
+    service_days = peewee.IntegerField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
 
 

@@ -240,6 +240,16 @@ def create_app(config: dict) -> Flask:
         identity = _validate_identity(parse_json_body(request.get_data()))
         return jsonify(provider.issue_code(identity))
 
+    @app.after_request
+    def allow_pages_to_request_codes(response):
+        # The hub's citizen page, served from another origin, requests codes
+        # here as the mini-program would, so this endpoint allows CORS.
+        if request.path == "/_sandbox/codes":
+            response.headers["Access-Control-Allow-Origin"] = "*"
+            response.headers["Access-Control-Allow-Methods"] = "POST"
+            response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        return response
+
     @app.get("/_sandbox/health")
     def sandbox_health():
         return jsonify({"status": "ok", "appid": provider.appid})

@@ -47,6 +47,8 @@ UTILITY_SIM = PeerSpec("utility_sim", "peers.utility_sim", "/_sim/health")
 IDENTITY = PeerSpec("identity", "peers.identity", "/_sandbox/health")
 WECHATPAY = PeerSpec("wechatpay", "peers.wechatpay_sandbox", "/_sandbox/health")
 ALIPAY = PeerSpec("alipay", "peers.alipay_sandbox", "/_sandbox/health")
+SUBSCRIBE = PeerSpec("subscribe", "peers.subscribe_sandbox", "/_sandbox/health")
+SMS = PeerSpec("sms", "peers.sms_sandbox", "/_sandbox/health")
 
 
 class PeerStartError(RuntimeError):
@@ -109,6 +111,14 @@ class Peers:
                 "The Alipay sandbox was not started (include_alipay=False)."
             )
         return process.url
+
+    @property
+    def subscribe_url(self) -> str:
+        return self.processes[SUBSCRIBE.name].url
+
+    @property
+    def sms_url(self) -> str:
+        return self.processes[SMS.name].url
 
     def utility_base_url(self, code: str) -> str:
         """Return the base URL of one simulated utility, e.g. `.../water`."""
@@ -194,6 +204,8 @@ def start_peers(
     launches = [
         (UTILITY_SIM, utility_args),
         (IDENTITY, ["--code-lifetime", str(code_lifetime)]),
+        (SUBSCRIBE, []),
+        (SMS, []),
     ]
     if include_wechatpay:
         launches.append((WECHATPAY, []))
@@ -399,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wechatpay sandbox:  {peers.wechatpay_url}")
         if not args.without_alipay:
             print(f"alipay sandbox:     {peers.alipay_url}")
+        print(f"subscribe messages: {peers.subscribe_url}")
+        print(f"sms gateway:        {peers.sms_url}")
         print(f"keys:               {peers.keys.directory}")
         print(f"logs:               {args.workdir / 'logs'}")
         sys.stdout.flush()

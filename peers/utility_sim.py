@@ -8,7 +8,9 @@ signed as the utility. Utilities connected by `channel` take no push and
 collect their transfers from the hub's export instead.
 
 The `/_sim/...` endpoints are an unsigned sandbox for tests and demos: they
-load accounts, show what was received and trigger a collection.
+load accounts, show what was received (`/_sim/pushes` lists every arrival
+with its message id), change the delays of `SETTABLE` and trigger a
+collection.
 
     python -m peers.utility_sim --port 0 --port-file PATH \\
         --hub-url http://127.0.0.1:N --keys DIR [--accounts FILE.json]
@@ -88,6 +90,13 @@ PUSH_NULLABLE_TEXT_FIELDS = (
 )
 PERSON_FIELDS = ("name", "id_type", "id_number")
 UNIT_CODE_LENGTH = 28
+
+# Delays, in seconds, that PUT /_sim/settings may change while running.
+SETTABLE = ("push_delay", "feedback_delay")
+
+# Hub status codes below 500 after which feedback is sent again: a conflict
+# that may pass once the hub catches up, and rate limiting.
+RETRIED_STATUSES = (409, 429)
 
 
 class HubError(Exception):
@@ -338,6 +347,17 @@ def _check_payment(body: object) -> tuple[str, int]:
     return payment_id, amount_fen
 
 
+def _retry_after_seconds(response: requests.Response) -> float:
+    """Return the wait that a Retry-After header in seconds requests, or 0.
+
+    The HTTP-date form of the header is not read, and counts as 0.
+    """
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return 0.0
+
+
 def _signed_path_candidates() -> list[str]:
     """Return the forms of the current request path that a client may have signed.
 
@@ -372,11 +392,14 @@ class UtilitySimulator:
         self.retry_base_delay = float(config.get("retry_base_delay", 0.5))
         self.retry_max_delay = float(config.get("retry_max_delay", 30))
         self.hub_timeout = float(config.get("hub_timeout", 5))
+        self.push_delay = float(config.get("push_delay", 0))
 
         self._lock = threading.Lock()
         self._accounts: dict[tuple[str, str], Account] = {}
         self._payments: dict[tuple[str, str], Payment] = {}
         self._transfers: dict[tuple[str, str], TransferRecord] = {}
+        # Every transfer received, repeats included, in arrival order.
+        self._arrivals: list[dict] = []
         # (expiry, partner, message_id) in a heap, so old ids leave in order.
         self._seen_expiry: list[tuple[float, str, str]] = []
         self._seen: set[tuple[str, str]] = set()
@@ -385,8 +408,12 @@ class UtilitySimulator:
 
     # Signed requests from the hub.
 
-    def authenticate(self, utility: Utility) -> None:
-        """Raise RequestError 401 unless the current request is signed for `utility`."""
+    def authenticate(self, utility: Utility) -> str:
+        """Return the request's message id, or raise RequestError 401.
+
+        Raises unless the current request is signed for `utility` with a
+        message id not seen before.
+        """
         body = request.get_data()
         try:
             signed = read_headers(request.headers)
@@ -414,6 +441,7 @@ class UtilitySimulator:
                 f"Message id {signed.message_id} was already used; sign each "
                 "request with a fresh message id.",
             )
+        return signed.message_id
 
     def _verify_any_path(self, signed, utility: Utility, body: bytes) -> None:
         paths = _signed_path_candidates()
@@ -534,28 +562,51 @@ class UtilitySimulator:
     # Transfers.
 
     def accept_transfer(
-        self, utility: Utility, body: object, received_via: str
+        self,
+        utility: Utility,
+        body: object,
+        received_via: str,
+        message_id: str | None = None,
     ) -> tuple[dict, bool]:
         """Store a valid transfer and start its processing once per transfer_id.
 
+        Every arrival is logged with its message id, repeats included.
         Returns the acknowledgement and whether the transfer was new.
         """
         push = validate_push(body, utility)
         key = (utility.code, push["transfer_id"])
         with self._lock:
             existing = self._transfers.get(key)
-            if existing is not None:
-                return existing.acknowledgement(), False
-            record = TransferRecord(
-                utility=utility.code,
-                transfer_id=push["transfer_id"],
-                utility_ref=f"{utility.code.upper()}-{uuid.uuid4().hex[:12].upper()}",
-                account_no=push["account_no"],
-                received_via=received_via,
-                received_at=now_iso(),
-                push=push,
+            self._arrivals.append(
+                {
+                    "utility": utility.code,
+                    "transfer_id": push["transfer_id"],
+                    "message_id": message_id,
+                    "received_via": received_via,
+                    "received_at": now_iso(),
+                    "new": existing is None,
+                }
             )
-            self._transfers[key] = record
+            if existing is None:
+                record = TransferRecord(
+                    utility=utility.code,
+                    transfer_id=push["transfer_id"],
+                    utility_ref=f"{utility.code.upper()}-{uuid.uuid4().hex[:12].upper()}",
+                    account_no=push["account_no"],
+                    received_via=received_via,
+                    received_at=now_iso(),
+                    push=push,
+                )
+                self._transfers[key] = record
+        if existing is not None:
+            logger.info(
+                "repeated transfer utility=%s transfer_id=%s message_id=%s via=%s",
+                utility.code,
+                push["transfer_id"],
+                message_id,
+                received_via,
+            )
+            return existing.acknowledgement(), False
         logger.info(
             "accepted transfer utility=%s transfer_id=%s account_no=%s via=%s "
             "utility_ref=%s",
@@ -580,8 +631,10 @@ class UtilitySimulator:
         the two messages in order.
 
         NOTE: a message that ends rejected, failed or held is never sent again,
-        so a hub that was down longer than the retry budget never learns the
-        outcome. /_sim/transfers shows such messages.
+        so a hub that was down, or kept returning 409, for longer than the
+        retry budget never learns the outcome. With the defaults (8 attempts,
+        0.5 s doubling up to 30 s) the budget is about 60 s of waiting.
+        /_sim/transfers shows such messages.
         """
         try:
             if self._stopping.wait(self.feedback_delay):
@@ -660,9 +713,12 @@ class UtilitySimulator:
     def _deliver_feedback(
         self, record: TransferRecord, message: FeedbackMessage
     ) -> bool:
-        """Send one feedback message, retrying while the hub is down or returns 5xx.
+        """Send one feedback message, retrying with backoff as a partner would.
 
-        Returns whether the hub accepted it. A 4xx response is not retried.
+        The hub being down, 5xx, 429 and 409 are retried: a 409 may mean the
+        hub has not yet recorded the push that this report follows. The wait
+        doubles, and is at least what a Retry-After header in seconds requests.
+        Any other 4xx is final. Returns whether the hub accepted the message.
         """
         body = json.dumps(
             {
@@ -680,6 +736,7 @@ class UtilitySimulator:
         for attempt in range(1, self.retry_attempts + 1):
             with self._lock:
                 message.attempts = attempt
+            retry_after = 0.0
             try:
                 response = self._send_signed(
                     record.utility, "POST", self.hub_url + FEEDBACK_PATH, body
@@ -698,7 +755,9 @@ class UtilitySimulator:
                         attempt,
                     )
                     return True
-                if response.status_code < 500:
+                if response.status_code not in RETRIED_STATUSES and (
+                    response.status_code < 500
+                ):
                     problem = f"HTTP {response.status_code}: {response.text[:300]}"
                     with self._lock:
                         message.delivery = "rejected"
@@ -711,13 +770,17 @@ class UtilitySimulator:
                     )
                     return False
                 problem = f"HTTP {response.status_code}"
+                if response.status_code < 500:
+                    problem += f": {response.text[:300]}"
+                retry_after = _retry_after_seconds(response)
 
             with self._lock:
                 message.last_error = problem
             if attempt == self.retry_attempts:
                 break
             delay = min(
-                self.retry_base_delay * 2 ** (attempt - 1), self.retry_max_delay
+                max(self.retry_base_delay * 2 ** (attempt - 1), retry_after),
+                self.retry_max_delay,
             )
             logger.warning(
                 "feedback delivery failed utility=%s transfer_id=%s account_no=%s "
@@ -890,6 +953,28 @@ class UtilitySimulator:
                 for record in records
             ]
 
+    def arrivals_json(self, code: str | None, transfer_id: str | None) -> list[dict]:
+        """Return every transfer received, by push or export, repeats included."""
+        with self._lock:
+            return [
+                dict(arrival)
+                for arrival in self._arrivals
+                if (code is None or arrival["utility"] == code)
+                and (transfer_id is None or arrival["transfer_id"] == transfer_id)
+            ]
+
+    def settings_json(self) -> dict:
+        return {name: getattr(self, name) for name in SETTABLE}
+
+    def change_settings(self, seconds_by_name: dict) -> None:
+        for name, seconds in seconds_by_name.items():
+            setattr(self, name, float(seconds))
+        logger.info("settings changed %s", self.settings_json())
+
+    def wait_before_answering_push(self) -> None:
+        if self.push_delay > 0:
+            self._stopping.wait(self.push_delay)
+
     def accounts_json(self, code: str | None) -> list[dict]:
         with self._lock:
             return [
@@ -935,9 +1020,10 @@ def create_app(config: dict) -> Flask:
 
     `config` keys: `hub_url` and `utility_secrets` (code to secret) are
     required. Optional: `accounts` (the sandbox account list), `feedback_delay`,
-    `collect_interval`, `retry_attempts`, `retry_base_delay`, `retry_max_delay`
-    and `hub_timeout`, all times in seconds. A positive `collect_interval`
-    starts the export collector thread. Raises ValueError on an invalid account.
+    `push_delay` (before answering a push), `collect_interval`,
+    `retry_attempts`, `retry_base_delay`, `retry_max_delay` and `hub_timeout`,
+    all times in seconds. A positive `collect_interval` starts the export
+    collector thread. Raises ValueError on an invalid account.
     """
     simulator = UtilitySimulator(config)
     try:
@@ -972,7 +1058,7 @@ def create_app(config: dict) -> Flask:
     @app.post("/<code>/transfers")
     def post_transfer(code):
         utility = _utility_or_404(code)
-        simulator.authenticate(utility)
+        message_id = simulator.authenticate(utility)
         if utility.connection != "system":
             raise RequestError(
                 404,
@@ -981,7 +1067,12 @@ def create_app(config: dict) -> Flask:
                 "HTTP push; it collects its transfers from the hub's export.",
             )
         body = parse_json_body(request.get_data())
-        acknowledgement, _ = simulator.accept_transfer(utility, body, "push")
+        acknowledgement, _ = simulator.accept_transfer(
+            utility, body, "push", message_id
+        )
+        # The transfer is stored and its processing started before this wait,
+        # so a slow response leaves the hub sending while the utility has it.
+        simulator.wait_before_answering_push()
         return jsonify(acknowledgement), 202
 
     @app.post("/_sim/accounts")
@@ -1002,6 +1093,36 @@ def create_app(config: dict) -> Flask:
             request.args.get("utility"), request.args.get("transfer_id")
         )
         return jsonify({"transfers": transfers})
+
+    @app.get("/_sim/pushes")
+    def sandbox_list_pushes():
+        arrivals = simulator.arrivals_json(
+            request.args.get("utility"), request.args.get("transfer_id")
+        )
+        return jsonify({"pushes": arrivals})
+
+    @app.get("/_sim/settings")
+    def sandbox_get_settings():
+        return jsonify(simulator.settings_json())
+
+    @app.put("/_sim/settings")
+    def sandbox_change_settings():
+        body = parse_json_body(request.get_data())
+        if not isinstance(body, dict) or not set(body) <= set(SETTABLE):
+            raise RequestError(
+                400,
+                "invalid_request",
+                f"Send a JSON object with any of {', '.join(SETTABLE)}.",
+            )
+        for name, seconds in body.items():
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, int | float)
+                or not 0 <= seconds <= 60
+            ):
+                raise _invalid(name, "must be a number of seconds from 0 to 60")
+        simulator.change_settings(body)
+        return jsonify(simulator.settings_json())
 
     @app.post("/_sim/collect/<code>")
     def sandbox_collect(code):

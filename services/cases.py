@@ -23,7 +23,7 @@ from models.db import locked, retry_on_race, transaction
 from models.fields import data_keys
 from partners.http import PartnerError
 from partners.utilities import AccountNotFound
-from services import access, delivery, reconciliation_queue, timeline
+from services import access, delivery, evidence, reconciliation_queue, timeline
 from services.errors import Conflict, Invalid, NotFound, PartnerUnavailable
 
 log = logging.getLogger(__name__)
@@ -340,6 +340,7 @@ def confirm_account(transfer):
         transfer = Transfer.get_by_id(transfer.id)
         timeline.record(transfer, "confirmed")
         access.record_action(transfer.case, "confirm", transfer)
+        evidence.record_confirmation(transfer)
     return transfer
 
 
@@ -410,6 +411,7 @@ def accept_agreement(transfer, version):
         access.record_action(
             transfer.case, "agreement", transfer, version=agreement.version
         )
+        evidence.record_agreement(transfer)
     return transfer
 
 

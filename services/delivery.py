@@ -14,21 +14,24 @@ from flask import current_app
 
 from models import OutboxMessage, PartnerMessage, Party, Payment, Transfer
 from models.base import utcnow
-from models.db import transaction
+from models.db import locked, transaction
 from partners.http import PartnerError
 from partners.signing import WINDOW_SECONDS
 from partners.utilities import UtilityClient
 from payments.errors import PaymentError
-from services import partner_keys, timeline
+from services import evidence, partner_keys, timeline
 
 log = logging.getLogger(__name__)
 
 PUSH = "push_transfer"
 PAYMENT_REPORT = "report_payment"
 
-# Set after a commit that wrote outbox messages, so the worker wakes at once.
-# How long a claimed attempt may take before another task may try again.
+# How long a claimed attempt may take before another task may try again, unless
+# OUTBOX_LEASE_SECONDS sets another value.
 LEASE_SECONDS = 60
+
+# Transfer states in which no push has been recorded as delivered yet.
+UNDELIVERED = ("queued", "push_failed", "awaiting_collection")
 
 
 def _parties(business, role):
@@ -141,18 +144,26 @@ def due_ids(limit=500):
     return [row.id for row in query]
 
 
+def lease_seconds():
+    return current_app.config.get("OUTBOX_LEASE_SECONDS", LEASE_SECONDS)
+
+
 def claim(message_id):
     """Claim a due message for one attempt; return it, or None if not due.
 
     The conditional update moves the next attempt past a lease, so that two
-    tasks for one message never send the same attempt.
+    tasks for one message never send the same attempt. A worker that dies
+    holding the lease leaves the message pending, and it is due again when
+    the lease ends.
     """
     message = OutboxMessage.get_or_none(OutboxMessage.id == message_id)
     now = utcnow()
     if message is None or message.state != "pending" or message.next_attempt_at > now:
         return None
     won = (
-        OutboxMessage.update(next_attempt_at=now + timedelta(seconds=LEASE_SECONDS))
+        OutboxMessage.update(
+            next_attempt_at=now + timedelta(seconds=lease_seconds()), claimed_at=now
+        )
         .where(
             (OutboxMessage.id == message.id)
             & (OutboxMessage.next_attempt_at == message.next_attempt_at)
@@ -180,9 +191,10 @@ def wake():
 
 def deliver(message):
     """Send one message; return 1 if the partner took it, else record the failure."""
-    from services import settlement
+    from services import notifications, settlement
 
     handlers = {
+        notifications.NOTICE: notifications.send_notice,
         PUSH: _send_push,
         PAYMENT_REPORT: _send_payment_report,
         settlement.REFUND: settlement.send_refund,
@@ -200,21 +212,76 @@ def _send_push(message):
     answer = utility_client(transfer.utility).push_transfer(
         message.payload, message_id=uuid.uuid4().hex
     )
+    record_push_response(message, answer)
+
+
+def record_push_response(message, response):
+    """Record that the utility accepted a push, unless its feedback recorded it first.
+
+    The utility may report on the transfer before this runs, and its report
+    has then marked the message done and moved the transfer on. The transfer
+    is read again under a lock, so that a report committed meanwhile is kept.
+    """
     with transaction():
-        mark_done(message)
-        if transfer.status in ("queued", "push_failed", "awaiting_collection"):
+        transfer = locked(Transfer.select().where(Transfer.id == message.ref_id)).get()
+        marked = mark_done(message, unless_done=True)
+        if marked and transfer.status in UNDELIVERED:
             timeline.record(
                 transfer,
                 "pushed",
                 "system",
-                note=f"服务机构受理编号 {answer.get('utility_ref', '-')}",
+                note=f"服务机构受理编号 {response.get('utility_ref', '-')}",
             )
+        evidence.record_push(transfer, message.payload, response)
+    if not marked:
+        log.info(
+            "push response recorded after feedback transfer=%s case=%s status=%s",
+            transfer.id,
+            transfer.case_id,
+            transfer.status,
+        )
+        return
     log.info(
         "push delivered transfer=%s case=%s attempts=%d",
         transfer.id,
         transfer.case_id,
         message.attempts + 1,
     )
+
+
+def mark_delivered_by_feedback(transfer, utility):
+    """Record that a utility reporting on a transfer has its push; return whether.
+
+    A report proves receipt even if the push's response was never recorded,
+    because the worker may have died after sending, or the response may still
+    be on its way. Only a push claimed for sending at least once counts, so a report on
+    a transfer that never left the hub is still rejected. Runs inside the
+    caller's transaction, with the transfer locked.
+    """
+    message = locked(
+        OutboxMessage.select().where(
+            (OutboxMessage.kind == PUSH)
+            & (OutboxMessage.ref_id == transfer.id)
+            & (OutboxMessage.utility_code == utility.code)
+        )
+    ).get_or_none()
+    if message is None or message.claimed_at is None or message.state == "done":
+        return False
+    # `attempts` keeps counting only the attempts whose response was recorded.
+    OutboxMessage.update(state="done", done_at=utcnow(), last_error=None).where(
+        OutboxMessage.id == message.id
+    ).execute()
+    timeline.record(
+        transfer, "pushed", "system", note="服务机构已反馈办理状态，推送已送达"
+    )
+    log.info(
+        "push marked delivered by feedback transfer=%s case=%s message=%s state=%s",
+        transfer.id,
+        transfer.case_id,
+        message.id,
+        message.state,
+    )
+    return True
 
 
 def _send_payment_report(message):
@@ -232,13 +299,21 @@ def _send_payment_report(message):
     log.info("payment reported payment=%s transfer=%s", payment.id, payment.transfer_id)
 
 
-def mark_done(message):
-    OutboxMessage.update(
+def mark_done(message, unless_done=False):
+    """Mark a message sent; return whether a row changed.
+
+    With `unless_done`, a message that something else already marked done,
+    such as a utility's feedback, is left as it is.
+    """
+    query = OutboxMessage.update(
         state="done",
         done_at=utcnow(),
         attempts=OutboxMessage.attempts + 1,
         last_error=None,
-    ).where(OutboxMessage.id == message.id).execute()
+    ).where(OutboxMessage.id == message.id)
+    if unless_done:
+        query = query.where(OutboxMessage.state != "done")
+    return query.execute() > 0
 
 
 def backoff_seconds(attempts):
@@ -249,17 +324,38 @@ def backoff_seconds(attempts):
 
 
 def _record_failure(message, error):
+    """Record a failed attempt, unless the message was finished meanwhile.
+
+    A utility's feedback can mark a push done while an attempt at it is still
+    running, and that attempt's failure must then not undo the report.
+    """
     attempts = message.attempts + 1
+    still_pending = (OutboxMessage.id == message.id) & (
+        OutboxMessage.state == "pending"
+    )
     if not getattr(error, "retryable", True):
         with transaction():
-            OutboxMessage.update(
-                state="failed", attempts=attempts, last_error=str(error)
-            ).where(OutboxMessage.id == message.id).execute()
+            # The transfer is locked before the message, in the order feedback
+            # takes them, so that the two cannot deadlock.
+            transfer = None
             if message.kind == PUSH:
-                transfer = Transfer.get_by_id(message.ref_id)
+                transfer = locked(
+                    Transfer.select().where(Transfer.id == message.ref_id)
+                ).get()
+            changed = (
+                OutboxMessage.update(
+                    state="failed", attempts=attempts, last_error=str(error)
+                )
+                .where(still_pending)
+                .execute()
+            )
+            if changed and transfer is not None:
                 timeline.record(
                     transfer, "push_failed", "system", note=f"服务机构拒收推送：{error}"
                 )
+        if not changed:
+            _log_failure_after_done(message, error)
+            return
         log.error(
             "outbox message rejected by partner kind=%s ref=%s utility=%s error=%s",
             message.kind,
@@ -269,11 +365,18 @@ def _record_failure(message, error):
         )
         return
     wait = backoff_seconds(attempts)
-    OutboxMessage.update(
-        attempts=attempts,
-        last_error=str(error),
-        next_attempt_at=utcnow() + timedelta(seconds=wait),
-    ).where(OutboxMessage.id == message.id).execute()
+    changed = (
+        OutboxMessage.update(
+            attempts=attempts,
+            last_error=str(error),
+            next_attempt_at=utcnow() + timedelta(seconds=wait),
+        )
+        .where(still_pending)
+        .execute()
+    )
+    if not changed:
+        _log_failure_after_done(message, error)
+        return
     log.warning(
         "outbox message will be retried kind=%s ref=%s utility=%s "
         "attempts=%d wait_s=%.1f error=%s",
@@ -282,6 +385,17 @@ def _record_failure(message, error):
         message.utility_code,
         attempts,
         wait,
+        error,
+    )
+
+
+def _log_failure_after_done(message, error):
+    log.info(
+        "attempt failed after the message was finished kind=%s ref=%s utility=%s "
+        "error=%s",
+        message.kind,
+        message.ref_id,
+        message.utility_code,
         error,
     )
 

@@ -7,6 +7,7 @@ from flask import current_app
 
 from models import IdempotencyRecord
 from models.base import utcnow
+from services import deadlines
 
 log = logging.getLogger(__name__)
 
@@ -23,3 +24,8 @@ def forget_old_idempotency_keys():
     if deleted:
         log.info("idempotency keys forgotten count=%d", deleted)
     return deleted
+
+
+def mark_overdue_transfers():
+    """Alert utilities to transfers newly past their due time; return how many."""
+    return len(deadlines.mark_overdue())

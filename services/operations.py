@@ -1,6 +1,14 @@
-"""The platform operators' desk: deliveries that failed, payments that disagree."""
+"""The platform operators' desk: deliveries that failed, payments that disagree.
+
+Also the checks of the Redis servers that readiness and the worker depend on.
+"""
 
 import logging
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from models import OutboxMessage, Payment, Transfer
 from models.base import is_storable_id, utcnow
@@ -71,3 +79,63 @@ def flagged_payments():
         .where(Payment.flag.is_null(False))
         .order_by(Payment.created_at.desc(), Payment.id.desc())
     )
+
+
+# URL schemes that redis-py opens; the limits library writes a Unix socket
+# as redis+unix://.
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+LIMITS_REDIS_SCHEMES = {"redis": "redis", "rediss": "rediss", "redis+unix": "unix"}
+
+
+def redis_dependencies(config):
+    """Return {dependency: Redis URL} for the queue and rate limits kept in Redis.
+
+    Sentinel and cluster storage of the rate limits are not listed, because
+    one ping cannot tell whether they work.
+    """
+    found = {}
+    queue_url = config.get("QUEUE_URL") or ""
+    if urlsplit(queue_url).scheme in REDIS_SCHEMES:
+        found["queue"] = queue_url
+    limits_url = config.get("RATELIMIT_STORAGE_URI") or config.get(
+        "RATE_LIMIT_STORAGE_URL", ""
+    )
+    scheme = urlsplit(limits_url).scheme
+    if scheme in LIMITS_REDIS_SCHEMES:
+        found["rate_limits"] = urlunsplit(
+            urlsplit(limits_url)._replace(scheme=LIMITS_REDIS_SCHEMES[scheme])
+        )
+    return found
+
+
+def redis_error(url, timeout):
+    """Ping the Redis at `url` once; return None, or why it did not respond.
+
+    Connecting and the reply each get `timeout` seconds, without retries.
+    """
+    client = redis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+    try:
+        client.ping()
+    except redis.TimeoutError:
+        return f"timed out after {timeout} s"
+    except redis.RedisError as error:
+        return str(error) or type(error).__name__
+    finally:
+        client.close()
+    return None
+
+
+def without_password(url):
+    """Return `url` with any user name and password taken out, for messages."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=host))

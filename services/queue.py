@@ -14,6 +14,7 @@ so the embedded setup needs nothing else, and in Redis in production
 """
 
 import logging
+import threading
 from pathlib import Path
 
 from huey import Huey, crontab
@@ -43,6 +44,8 @@ class UnconfiguredStorage(BlackHoleStorage):
 
 huey = Huey("lianban", storage_class=UnconfiguredStorage)
 _app = None
+_restart_check_lock = threading.Lock()
+_restart_check_queued = False
 
 
 def configure(app):
@@ -130,6 +133,31 @@ def send_due():
 
 
 @huey.task()
+def send_due_later():
+    """Queue what is due; see `check_after_restart`."""
+    _in_app(send_due)
+
+
+@huey.on_startup()
+def check_after_restart():
+    """Queue a look for due messages one lease after this consumer starts.
+
+    A worker killed while holding claims leaves its messages pending until
+    their leases end, and the tasks it had taken from the queue are gone. This
+    look sends them then, instead of at the next minute's sweep. Huey calls
+    the hook in every worker thread, and only the first queues the task.
+    """
+    global _restart_check_queued
+    with _restart_check_lock:
+        if _restart_check_queued or _app is None:
+            return
+        _restart_check_queued = True
+    delay = _app.config["OUTBOX_LEASE_SECONDS"] + 1
+    send_due_later.schedule(delay=delay)
+    log.info("queued a look for due messages after a restart delay_s=%d", delay)
+
+
+@huey.task()
 def run_roster_job(job_id):
     """Link an uploaded roster and store its results."""
     _in_app(lambda: rosters.run_job(job_id))
@@ -141,12 +169,14 @@ def sweep():
 
     def work():
         send_due()
+        rosters.release_stalled_jobs()
         for job_id in rosters.waiting_job_ids():
             run_roster_job(job_id)
         payments.poll_pending()
         settlement.poll_refunds()
         delivery.forget_old_message_ids()
         housekeeping.forget_old_idempotency_keys()
+        housekeeping.mark_overdue_transfers()
         retention.forget_due_cases()
 
     _in_app(work)

@@ -198,6 +198,7 @@ def _replace_parties(business, data):
                 id_type=person["id_type"],
                 id_number=person["id_number"],
                 id_index=data_keys.blind_index(person["id_number"]),
+                phone=person.get("phone"),
             )
 
 

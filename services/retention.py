@@ -53,6 +53,7 @@ def forget_case(case):
         for party in Party.select().where(Party.business == case.business_id):
             party.name = mask_name(party.name)
             party.id_number = mask_id_number(party.id_number)
+            party.phone = None
             # An index no ID number hashes to, so lookups no longer find it.
             party.id_index = f"dropped:{party.id}"
             party.save()

@@ -9,10 +9,15 @@ accounts), and accounts in doubt go to the utility's reconciliation queue.
 """
 
 import logging
+import os
+import struct
+import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
 from flask import current_app
+from peewee import fn
 
 from linkage import engine, records
 from models import (
@@ -24,9 +29,10 @@ from models import (
     RosterEntry,
     RosterJob,
     Unit,
+    Utility,
 )
 from models.base import is_storable_id, utcnow
-from models.db import transaction
+from models.db import locked, transaction
 from models.fields import data_keys
 from services.errors import Invalid, NotFound
 
@@ -154,6 +160,20 @@ def _float(value):
 
 # --- uploads and jobs -------------------------------------------------------
 
+# An upload is sealed in frames of at most this many plaintext bytes, so that
+# neither sealing nor opening keeps the whole file in memory.
+SEAL_CHUNK_BYTES = 1 << 20
+# Each frame starts with the sealed length and 1 on the last frame, 0 before.
+_FRAME_HEADER = struct.Struct(">IB")
+
+
+class SealedRosterDamaged(Exception):
+    """A sealed upload that ends early or does not open."""
+
+
+class LeaseLost(Exception):
+    """The job was queued again or ended while this run still worked on it."""
+
 
 def upload_dir():
     path = Path(current_app.config["VAR_DIR"]) / "rosters"
@@ -161,56 +181,141 @@ def upload_dir():
     return path
 
 
-def _sealed_path(job_id):
-    return upload_dir() / f"roster-{job_id}.sealed"
+def _sealed_path(upload_id):
+    return upload_dir() / f"roster-{upload_id}.sealed"
 
 
-def _associated(job_id):
-    return f"roster_job.{job_id}".encode()
+def _job_path(job):
+    # Jobs accepted before uploads were sealed in frames have no upload id.
+    return _sealed_path(job.upload_id or job.id)
 
 
-def accept_upload(utility, filename, data, uploaded_by):
-    """Check an uploaded roster and queue it; return the job.
+def _frame_associated(upload_id, index, last):
+    return f"roster_upload.{upload_id}.{index}.{int(last)}".encode()
 
-    NOTE: the whole upload is held in memory, up to ROSTER_MAX_BYTES.
 
-    The encoding and the header are checked now, so that a file the engine
-    cannot read is rejected with the reason before anything is stored. The
-    rows are read in the job, which reports each bad row with its line.
+def accept_upload(utility, filename, chunks, uploaded_by):
+    """Seal an uploaded roster to disk, check it and queue it; return the job.
+
+    `chunks` yields the body in pieces, so that the web process never keeps
+    the whole file in memory. The encoding and the header are checked before the job
+    is created, and a file the engine cannot read is rejected with the
+    reason. Whatever fails, including an exception that `chunks` raises
+    (such as a body over the size limit), removes the sealed file. The rows
+    are read again in the job, which reports each bad row with its line.
     """
-    if not data.strip():
-        raise Invalid(
-            "roster_empty",
-            f"名册文件 {filename} 是空的，请上传带表头的 CSV。",
-            errors={"body": ["empty"]},
-        )
+    upload_id = uuid.uuid4().hex
+    path = _sealed_path(upload_id)
     try:
-        parsed = records.read_roster_bytes(data, filename)
-    except records.RecordsError as error:
-        raise Invalid(
-            "roster_unreadable",
-            f"名册文件无法读取：{error}",
-            errors={"body": [str(error)]},
-        ) from None
-    with transaction():
-        job = RosterJob.create(
-            utility=utility,
-            filename=filename,
-            encoding=parsed.encoding,
-            uploaded_by=uploaded_by,
-            rows_read=parsed.rows_read,
-        )
-        _sealed_path(job.id).write_bytes(
-            data_keys.seal_bytes(data, _associated(job.id))
-        )
+        size, blank = _seal_to_file(chunks, path, upload_id)
+        if blank:
+            raise Invalid(
+                "roster_empty",
+                f"名册文件 {filename} 是空的，请上传带表头的 CSV。",
+                errors={"body": ["empty"]},
+            )
+        try:
+            parsed = records.read_roster_chunks(
+                lambda: _open_sealed(path, upload_id),
+                filename,
+                max_problems=0,
+                keep_records=False,
+            )
+        except records.RecordsError as error:
+            raise Invalid(
+                "roster_unreadable",
+                f"名册文件无法读取：{error}",
+                errors={"body": [str(error)]},
+            ) from None
+        with transaction():
+            job = RosterJob.create(
+                utility=utility,
+                filename=filename,
+                encoding=parsed.encoding,
+                uploaded_by=uploaded_by,
+                rows_read=parsed.rows_read,
+                upload_id=upload_id,
+            )
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     log.info(
-        "roster accepted job=%s utility=%s rows=%d encoding=%s",
+        "roster accepted job=%s utility=%s rows=%d bytes=%d encoding=%s",
         job.id,
         utility.code,
         parsed.rows_read,
+        size,
         parsed.encoding,
     )
     return job
+
+
+def _seal_to_file(chunks, path, upload_id):
+    """Write `chunks` sealed to `path`; return (bytes read, whether all blank)."""
+    size = 0
+    blank = True
+    index = 0
+    held = None
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(descriptor, "wb") as out:
+        for chunk in _pieces(chunks, SEAL_CHUNK_BYTES):
+            size += len(chunk)
+            if blank and bytes(chunk).strip():
+                blank = False
+            # A frame is written once the next one is known to exist, so
+            # that the last frame can be marked as last.
+            if held is not None:
+                _write_frame(out, held, upload_id, index, last=False)
+                index += 1
+            held = chunk
+        _write_frame(out, held or b"", upload_id, index, last=True)
+    return size, blank
+
+
+def _pieces(chunks, limit):
+    for chunk in chunks:
+        for start in range(0, len(chunk), limit):
+            yield bytes(chunk[start : start + limit])
+
+
+def _write_frame(out, data, upload_id, index, last):
+    sealed = data_keys.seal_bytes(data, _frame_associated(upload_id, index, last))
+    out.write(_FRAME_HEADER.pack(len(sealed), int(last)))
+    out.write(sealed)
+
+
+def _open_sealed(path, upload_id):
+    """Yield the plaintext of a sealed upload frame by frame.
+
+    Raise SealedRosterDamaged when the file ends before its last frame, and
+    cryptography's InvalidTag when a frame was changed, moved or taken from
+    another upload.
+    """
+    with open(path, "rb") as sealed_file:
+        index = 0
+        while True:
+            header = sealed_file.read(_FRAME_HEADER.size)
+            if len(header) < _FRAME_HEADER.size:
+                raise SealedRosterDamaged(f"{path.name} ends before its last part")
+            length, last = _FRAME_HEADER.unpack(header)
+            sealed = sealed_file.read(length)
+            if len(sealed) < length:
+                raise SealedRosterDamaged(f"{path.name} ends inside part {index}")
+            yield data_keys.open_bytes(
+                sealed, _frame_associated(upload_id, index, last)
+            )
+            if last:
+                return
+            index += 1
+
+
+def _open_job_chunks(job):
+    if job.upload_id is None:
+        # Sealed whole, as uploads were before they were sealed in frames.
+        associated = f"roster_job.{job.id}".encode()
+        yield data_keys.open_bytes(_job_path(job).read_bytes(), associated)
+        return
+    yield from _open_sealed(_job_path(job), job.upload_id)
 
 
 def job_for(utility, job_id):
@@ -233,67 +338,225 @@ def jobs_of(utility):
 
 
 def waiting_job_ids(min_age_seconds=60):
-    """Return queued jobs old enough that their task was probably lost."""
-    # NOTE: a job whose worker died while it ran stays "running"; nothing
-    # re-queues it yet, so the utility must upload the roster again.
+    """Return queued jobs whose task was probably lost, or that were queued again.
+
+    A job younger than `min_age_seconds` most likely still has its task in
+    the queue. A job released by `release_stalled_jobs` has none.
+    """
     horizon = utcnow() - timedelta(seconds=min_age_seconds)
     query = RosterJob.select(RosterJob.id).where(
-        (RosterJob.status == "queued") & (RosterJob.created_at <= horizon)
+        (RosterJob.status == "queued")
+        & ((RosterJob.created_at <= horizon) | (RosterJob.attempts > 0))
     )
     return [job.id for job in query]
 
 
-def run_job(job_id):
-    """Link a queued roster and store its results; a job runs once."""
-    won = (
-        RosterJob.update(status="running", started_at=utcnow())
-        .where((RosterJob.id == job_id) & (RosterJob.status == "queued"))
-        .execute()
+def release_stalled_jobs():
+    """Queue again each running job whose lease ran out; return their ids.
+
+    A run renews its lease (`heartbeat_at`) as it reads, links and stores.
+    A lease older than ROSTER_LEASE_SECONDS means the worker died or hangs,
+    so the job is queued for another run, and after ROSTER_MAX_ATTEMPTS runs
+    it fails with the reason instead. A run that is only slow finds its
+    lease gone at its next heartbeat and stops.
+    """
+    config = current_app.config
+    lease = config["ROSTER_LEASE_SECONDS"]
+    max_attempts = config["ROSTER_MAX_ATTEMPTS"]
+    horizon = utcnow() - timedelta(seconds=lease)
+    renewed = fn.COALESCE(RosterJob.heartbeat_at, RosterJob.started_at)
+    released = []
+    stalled = RosterJob.select().where(
+        (RosterJob.status == "running") & (renewed <= horizon)
     )
-    if not won:
+    for job in stalled:
+        still_stalled = (
+            (RosterJob.id == job.id)
+            & (RosterJob.status == "running")
+            & (RosterJob.attempts == job.attempts)
+            & (renewed <= horizon)
+        )
+        if job.attempts >= max_attempts:
+            reason = (
+                f"The job was started {job.attempts} times and each time its "
+                f"worker stopped sending a heartbeat for {lease} seconds, so it "
+                "probably died (a restart, or too little memory). Upload the "
+                "roster again, or split it into smaller files."
+            )
+            failed = (
+                RosterJob.update(status="failed", error=reason, finished_at=utcnow())
+                .where(still_stalled)
+                .execute()
+            )
+            if failed:
+                _job_path(job).unlink(missing_ok=True)
+                log.error(
+                    "roster job failed after lost workers job=%s attempts=%d",
+                    job.id,
+                    job.attempts,
+                )
+            continue
+        requeued = RosterJob.update(status="queued").where(still_stalled).execute()
+        if requeued:
+            released.append(job.id)
+            log.warning(
+                "roster job lease expired; queued again job=%s attempts=%d",
+                job.id,
+                job.attempts,
+            )
+    return released
+
+
+def run_job(job_id):
+    """Run the queued jobs of `job_id`'s utility one at a time, oldest first.
+
+    Two jobs of one utility write the same accounts, so they never run at
+    once. A job that finds another of its utility running stays queued, and
+    the run that holds the utility takes it next.
+    """
+    job = RosterJob.get_or_none(RosterJob.id == job_id)
+    if job is None:
+        log.warning("roster job not found job=%s", job_id)
         return
-    job = RosterJob.get_by_id(job_id)
-    try:
-        _run(job)
-    except Exception as error:
-        log.exception("roster job failed job=%s", job.id)
+    while True:
+        claimed = _claim_next(job.utility_id)
+        if claimed is None:
+            return
+        _run_claimed(claimed)
+
+
+def _claim_next(utility_id):
+    """Mark the utility's oldest queued job running, unless one already runs."""
+    with transaction():
+        # Claims of one utility wait for each other here on PostgreSQL;
+        # SQLite runs write transactions one at a time anyway.
+        locked(Utility.select(Utility.id).where(Utility.id == utility_id)).get()
+        of_utility = RosterJob.utility == utility_id
+        if (
+            RosterJob.select()
+            .where(of_utility & (RosterJob.status == "running"))
+            .exists()
+        ):
+            return None
+        job = (
+            RosterJob.select(RosterJob.id)
+            .where(of_utility & (RosterJob.status == "queued"))
+            .order_by(RosterJob.created_at, RosterJob.id)
+            .first()
+        )
+        if job is None:
+            return None
+        now = utcnow()
         RosterJob.update(
-            status="failed", error=str(error)[:500], finished_at=utcnow()
+            status="running",
+            started_at=now,
+            heartbeat_at=now,
+            attempts=RosterJob.attempts + 1,
+            rows_done=0,
+            error=None,
         ).where(RosterJob.id == job.id).execute()
+    return RosterJob.get_by_id(job.id)
+
+
+class _Lease:
+    """The claim one run holds on a job, renewed by heartbeats."""
+
+    def __init__(self, job):
+        self.job = job
+        self.interval = current_app.config["ROSTER_LEASE_SECONDS"] / 5
+        self.renewed = time.monotonic()
+
+    def beat(self, force=False, **values):
+        """Renew the lease, storing `values` too; raise LeaseLost if it is gone.
+
+        Without `values` or `force`, renew at most once an interval.
+        """
+        now = time.monotonic()
+        if not (force or values) and now - self.renewed < self.interval:
+            return
+        renewed = (
+            RosterJob.update(heartbeat_at=utcnow(), **values)
+            .where(
+                (RosterJob.id == self.job.id)
+                & (RosterJob.status == "running")
+                & (RosterJob.attempts == self.job.attempts)
+            )
+            .execute()
+        )
+        if not renewed:
+            raise LeaseLost(self.job.id)
+        self.renewed = now
+
+    def beating(self, chunks):
+        for chunk in chunks:
+            self.beat()
+            yield chunk
+
+
+def _run_claimed(job):
+    lease = _Lease(job)
+    try:
+        _run(job, lease)
+    except LeaseLost:
+        log.warning(
+            "roster job run stopped; its lease ended job=%s attempt=%d",
+            job.id,
+            job.attempts,
+        )
         return
-    finally:
-        _sealed_path(job.id).unlink(missing_ok=True)
+    except Exception as error:
+        log.exception("roster job failed job=%s attempt=%d", job.id, job.attempts)
+        failed = (
+            RosterJob.update(
+                status="failed", error=str(error)[:500], finished_at=utcnow()
+            )
+            .where(
+                (RosterJob.id == job.id)
+                & (RosterJob.status == "running")
+                & (RosterJob.attempts == job.attempts)
+            )
+            .execute()
+        )
+        if failed:
+            _job_path(job).unlink(missing_ok=True)
+        return
+    _job_path(job).unlink(missing_ok=True)
 
 
-def _run(job):
-    data = data_keys.open_bytes(_sealed_path(job.id).read_bytes(), _associated(job.id))
-    parsed = records.read_roster_bytes(data, job.filename)
-    accounts = [a for a in parsed.records if a.service_org == job.utility.service_org]
+def _run(job, lease):
+    org = job.utility.service_org
+
+    def of_another_utility(account):
+        if account.service_org == org:
+            return None
+        return f"服务机构名称 {account.service_org!r} is not the uploader's ({org})"
+
+    parsed = records.read_roster_chunks(
+        lambda: lease.beating(_open_job_chunks(job)),
+        job.filename,
+        max_problems=current_app.config["ROSTER_MAX_PROBLEMS"],
+        reject=of_another_utility,
+    )
+    accounts = parsed.records
     problems = [
         {"line": p.line, "reason": p.reason, "dropped": p.dropped}
         for p in parsed.problems
     ]
-    for account in parsed.records:
-        if account.service_org != job.utility.service_org:
-            problems.append(
-                {
-                    "line": account.line,
-                    "reason": f"服务机构名称 {account.service_org!r} is not the "
-                    f"uploader's ({job.utility.service_org})",
-                    "dropped": True,
-                }
-            )
-    RosterJob.update(rows_read=parsed.rows_read, problems=problems).where(
-        RosterJob.id == job.id
-    ).execute()
+    lease.beat(
+        rows_read=parsed.rows_read,
+        problems=problems,
+        problems_left_out=parsed.problems_left_out,
+    )
 
     def progress(done, total):
-        RosterJob.update(rows_done=done).where(RosterJob.id == job.id).execute()
+        lease.beat(rows_done=done)
 
-    results = engine.link(engine_units(), accounts, progress=progress)
-    changes = _store(job, accounts, results)
-    summary = engine.summarise(results, parsed.rows_read, len(parsed.bad_rows))
-    RosterJob.update(
+    units = engine_units()
+    lease.beat(force=True)
+    results = engine.link(units, accounts, progress=progress)
+    changes = _store(job, lease, accounts, results)
+    summary = engine.summarise(results, parsed.rows_read, parsed.bad_row_count)
+    lease.beat(
         status="done",
         rows_done=len(accounts),
         linked=summary.linked,
@@ -302,24 +565,29 @@ def _run(job):
         pairs_compared=summary.pairs_compared,
         changes=changes,
         finished_at=utcnow(),
-    ).where(RosterJob.id == job.id).execute()
+    )
     log.info(
-        "roster job done job=%s linked=%d review=%d unmatched=%d",
+        "roster job done job=%s attempt=%d linked=%d review=%d unmatched=%d",
         job.id,
+        job.attempts,
         summary.linked,
         summary.for_review,
         summary.unmatched,
     )
 
 
-def _store(job, accounts, results):
+def _store(job, lease, accounts, results):
     """Write the results, the accounts' links and the review items; return changes.
 
     Accounts already stored are updated in place under the same key, and
     none is deleted, because cases refer to them. Each chunk of accounts is
     written in one transaction with its results, so that other writers wait
-    at most one chunk on SQLite. A job that fails part-way can be uploaded
-    again, and the accounts it had written are then updated in place.
+    at most one chunk on SQLite.
+
+    A run that stopped part-way left the chunks it finished. Running the job
+    again replaces their entries and updates their accounts in place, and
+    counts for each account the change its first run recorded, so the
+    counts match those of a single run.
     """
     utility = job.utility
     changes = dict.fromkeys(
@@ -329,17 +597,31 @@ def _store(job, accounts, results):
         link.account_no: link
         for link in AccountLink.select().where(AccountLink.utility == utility)
     }
+    earlier = {
+        entry.account_no: entry.change
+        for entry in RosterEntry.select(
+            RosterEntry.account_no, RosterEntry.change
+        ).where(RosterEntry.job == job)
+    }
     pairs = list(zip(accounts, results, strict=True))
     for start in range(0, len(pairs), CHUNK):
         chunk = pairs[start : start + CHUNK]
         with transaction():
-            RosterEntry.insert_many(
-                [_entry_row(job, account, result) for account, result in chunk]
-            ).execute()
+            lease.beat(force=True)
+            numbers = [account.account_no for account, _ in chunk]
+            if earlier:
+                RosterEntry.delete().where(
+                    (RosterEntry.job == job) & RosterEntry.account_no.in_(numbers)
+                ).execute()
             units = _units_for({r.unit_code for _, r in chunk if r.unit_code})
+            rows = []
             for account, result in chunk:
                 link = existing.get(account.account_no)
-                changes[_apply(utility, account, result, link, units)] += 1
+                kind = _apply(utility, account, result, link, units)
+                kind = earlier.get(account.account_no) or kind
+                changes[kind] += 1
+                rows.append(_entry_row(job, account, result, kind))
+            RosterEntry.insert_many(rows).execute()
     uploaded = {account.account_no for account in accounts}
     changes["not_in_upload"] = sum(
         1
@@ -349,7 +631,7 @@ def _store(job, accounts, results):
     return changes
 
 
-def _entry_row(job, account, result):
+def _entry_row(job, account, result, change):
     return {
         "job": job.id,
         "line": account.line,
@@ -360,6 +642,7 @@ def _entry_row(job, account, result):
         "match_result": result.match_result,
         "score": result.score,
         "reasons": list(result.reasons),
+        "change": change,
     }
 
 

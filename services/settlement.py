@@ -15,7 +15,7 @@ from models import OutboxMessage, Payment, Refund
 from models.base import utcnow
 from models.db import transaction
 from payments.errors import PaymentError
-from services import delivery, timeline
+from services import delivery, evidence, timeline
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ def _credit(payment):
         note=f"{timeline.NOTES['arrears_paid']}（{payment.amount_fen / 100:.2f} 元）",
     )
     delivery.queue_payment_report(payment)
+    evidence.record_payment(payment)
     log.info("payment settled payment=%s transfer=%s", payment.id, payment.transfer_id)
     return CREDITED
 

@@ -26,6 +26,7 @@ ROLES = {
     "window": "登记窗口人员",
     "utility": "服务机构人员",
     "admin": "平台管理员",
+    "supervisor": "监督人员",
 }
 
 # The organisation kind each role belongs to.
@@ -35,6 +36,7 @@ ROLE_ORGANISATIONS = {
     "window": ("registry_window",),
     "utility": ("utility",),
     "admin": ("operator",),
+    "supervisor": ("operator",),
 }
 
 ORGANISATION_KINDS = (

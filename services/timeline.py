@@ -2,7 +2,7 @@
 
 from models import TransferEvent
 from models.base import utcnow
-from services import access
+from services import access, deadlines, notifications
 
 # Transfer status, its label for the applicant, and whether it is final.
 STATUSES = {
@@ -50,10 +50,12 @@ def record(transfer, status, actor=None, note=None, return_reason=None):
         actor = authority.actor_role
         actor_name = authority.actor_name
     if status in STATUSES and status != transfer.status:
+        deadlines.start_clock(transfer, status)
         transfer.status = status
         transfer.return_reason = return_reason
         transfer.updated_at = utcnow()
         transfer.save()
+    notifications.on_timeline(transfer, status, return_reason)
     return TransferEvent.create(
         transfer=transfer,
         status=status,

@@ -13,7 +13,14 @@ import requests
 
 from demo import scenarios
 from demo.client import HubClient
-from models import OutboxMessage, ReconciliationItem, RosterJob, Utility
+from models import (
+    Case,
+    OutboxMessage,
+    ReconciliationItem,
+    ReleaseNotice,
+    RosterJob,
+    Utility,
+)
 from models.db import database
 from tests.hub.conftest import Staffing
 from tests.hub.flows import citizen_request, drive_to_submission
@@ -23,10 +30,11 @@ CASE = {"owner", "agent", "window"}
 NOBODY = set()
 
 # Who gets through, by operation. The callers are: owner (a buyer named on
-# the case), other_citizen, agent (its agency holds a delegation from the
-# owner), other_agent, window (its office holds the owner's counter consent),
-# other_window, service, admin, utility (staff of the case's water utility),
-# other_utility (staff of another utility) and anonymous (no token).
+# the case), seller (a previous owner named on it), other_citizen, agent (its
+# agency holds a delegation from the owner), other_agent, window (its office
+# holds the owner's counter consent), other_window, service, admin, utility
+# (staff of the case's water utility), other_utility (staff of another
+# utility) and anonymous (no token).
 EXPECTED = {
     "GET /cases/{case_id}": CASE,
     "GET /cases/{case_id}/accounts": CASE,
@@ -39,6 +47,7 @@ EXPECTED = {
     "POST /cases/{case_id}/transfers/{transfer_id}/payments": CASE,
     "GET /cases/{case_id}/delegations": CASE,
     "GET /cases/{case_id}/actions": CASE,
+    "GET /cases/{case_id}/evidence": CASE,
     "POST /cases/{case_id}/delegations": {"owner"},
     "POST /cases/{case_id}/delegations/{delegation_id}/revocation": {"owner"},
     "GET /lookup/cases/{case_id}": {"service", "admin"},
@@ -54,6 +63,8 @@ EXPECTED = {
     "GET /payments/{payment_id}": CASE,
     "GET /payments/{payment_id}/qr.png": CASE,
     "GET /payments/{payment_id}/qr.svg": CASE,
+    # Only a previous owner of the home reads its release notice.
+    "GET /release-notices/{release_notice_id}": {"seller"},
     # Public, or signed by partner systems: no bearer token gets through.
     "GET /agreements/{service_org}": "public",
     "PUT /registry/businesses/{business_no}": NOBODY,
@@ -61,6 +72,7 @@ EXPECTED = {
 
 CALLERS = (
     "owner",
+    "seller",
     "other_citizen",
     "agent",
     "other_agent",
@@ -175,11 +187,19 @@ class World:
             payload={},
             state="done",
         ).id
+        self.release_notice_id = ReleaseNotice.create(
+            case=self.case_id,
+            business=Case.get_by_id(self.case_id).business_id,
+            items=[],
+        ).id
+        seller = new_client(stack)
+        seller.login(self.home.sellers[0])
         other_citizen = new_client(stack)
         other_citizen.login(homes.person())
         self.callers = {
             **{name: cast[name] for name in CALLERS if name in cast},
             "owner": owner,
+            "seller": seller,
             "other_citizen": other_citizen,
             "anonymous": new_client(stack),
         }
@@ -208,6 +228,7 @@ class World:
             "payment_id": self.payment_id,
             "delegation_id": self.spare_delegation_id,
             "delivery_id": self.delivery_id,
+            "release_notice_id": self.release_notice_id,
             "service_org": self.service_org,
             "business_no": self.home.business_no,
         }

@@ -141,6 +141,7 @@ def test_public_operations(spec):
         "GET /api/v1/agreements/{service_org}",
         "POST /api/v1/payments/notify/wechatpay",
         "POST /api/v1/payments/notify/alipay",
+        "POST /api/v1/notifications/sms-opt-out",
     }
 
 

@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,13 +26,57 @@ def test_health_answers(stack):
 
 
 def test_ready_checks_database_and_migrations(stack):
+    in_redis = {}
+    if os.environ.get("LIANBAN_TEST_REDIS_URL"):
+        in_redis = {"queue": "ok", "rate_limits": "ok"}
+
     response = requests.get(stack.hub_url + "/ready", timeout=5)
 
     assert response.status_code == 200
     assert response.json() == {
         "status": "ready",
-        "checks": {"database": "ok", "migrations": "ok"},
+        "checks": {"database": "ok", "migrations": "ok", **in_redis},
     }
+
+
+@pytest.mark.parametrize(
+    ("setting", "check"),
+    [("QUEUE_URL", "queue"), ("RATELIMIT_STORAGE_URI", "rate_limits")],
+)
+def test_ready_fails_without_redis(stack, monkeypatch, setting, check):
+    monkeypatch.setitem(stack.app.config, setting, f"redis://127.0.0.1:{free_port()}/0")
+
+    started = time.monotonic()
+    response = requests.get(stack.hub_url + "/ready", timeout=10)
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "not ready"
+    assert body["checks"][check] == "unreachable"
+    assert body["checks"]["database"] == "ok"
+    assert elapsed < 3
+
+
+def test_ready_times_out_on_silent_redis(stack, monkeypatch):
+    # A socket that accepts connections but never replies, like a hung Redis.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    monkeypatch.setitem(stack.app.config, "QUEUE_URL", f"redis://127.0.0.1:{port}/0")
+    monkeypatch.setitem(stack.app.config, "READY_TIMEOUT_SECONDS", 0.5)
+
+    try:
+        started = time.monotonic()
+        response = requests.get(stack.hub_url + "/ready", timeout=10)
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["queue"] == "unreachable"
+    assert 0.4 < elapsed < 3
 
 
 def test_metrics_count_requests_by_route(stack, client, homes):

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from demo.client import HubClient
-from models import RosterJob, Utility
+from models import Case, ReleaseNotice, RosterJob, Utility
 from models.db import database
 from tests.hub.conftest import Homes, Staffing
 from tests.hub.flows import assert_error, citizen_request
@@ -25,6 +25,9 @@ PAGED = {
     "/partner/reconciliations": ("utility", ""),
     "/partner/rosters": ("utility", ""),
     "/partner/rosters/{job_id}/results": ("utility", ""),
+    "/utility/alerts": ("utility", ""),
+    "/supervision/transfers": ("admin", ""),
+    "/release-notices": ("seller", ""),
 }
 
 
@@ -52,6 +55,18 @@ def readers(stack):
         home = homes.make()
         owner.login(home.buyer)
         case = owner.call("POST", "/cases", {"business_no": home.business_no})
+        seller = HubClient(
+            stack.hub_url,
+            stack.peers.idp_url,
+            stack.peers.wechatpay_url,
+            stack.registry_secret,
+        )
+        seller.login(home.sellers[0])
+        ReleaseNotice.create(
+            case=case["case_id"],
+            business=Case.get_by_id(case["case_id"]).business_id,
+            items=[],
+        )
         owner.call(
             "POST",
             f"/cases/{case['case_id']}/delegations",
@@ -63,7 +78,7 @@ def readers(stack):
             },
         )
         staffing = Staffing(stack, stack.app)
-        callers = {"owner": owner}
+        callers = {"owner": owner, "seller": seller}
         for role in ("admin", "service", "utility"):
             callers[role] = staffing.member(role)[1]
         job = RosterJob.create(

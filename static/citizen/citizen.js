@@ -1,0 +1,633 @@
+// The buyer's page: log in, open the case, confirm each account, accept each
+// agreement, pay arrears by QR code, submit, and follow each utility's timeline.
+
+import { ApiError, Session } from "/static/shared/api.js";
+import { errorBox, h, shortTime, show, statusTone } from "/static/shared/dom.js";
+
+const session = new Session("lianban.citizen");
+const main = document.getElementById("main");
+const userBar = document.getElementById("user-bar");
+const dialog = document.getElementById("agreement");
+
+const PAYMENT_POLL_MS = 1500;
+const PROGRESS_POLL_MS = 2000;
+const ID_TYPES = [
+  "居民身份证",
+  "护照",
+  "港澳居民来往内地通行证",
+  "台湾居民来往大陆通行证",
+  "外国人永久居留身份证",
+  "军官证",
+  "其他",
+];
+const RELATIONS = {
+  owner: "本房权利人",
+  previous_owner: "原权利人",
+  other: "更早的户主",
+};
+const CASE_BADGES = {
+  open: ["待提交", "wait"],
+  submitted: ["已提交，待登簿", ""],
+  in_progress: ["办理中", ""],
+  closed: ["已办结", "good"],
+  withdrawn: ["已撤回", "bad"],
+};
+const ARREARS_TONES = { owed: "bad", clear: "good" };
+const ARREARS_STATES = {
+  owed: "待缴",
+  clear: "无欠费",
+  paid_pending: "已缴费，服务机构销账中",
+  unavailable: "暂时无法查询",
+  not_connected: "请到服务机构营业厅查询",
+};
+
+// Timers of the case on screen; stopped whenever another screen is shown.
+let timers = [];
+
+function stopTimers() {
+  timers.forEach((timer) => clearTimeout(timer));
+  timers = [];
+}
+
+function later(callback, milliseconds) {
+  timers.push(setTimeout(callback, milliseconds));
+}
+
+session.onLoggedOut = () => showLogin(new ApiError(401, { code: "token_expired" }));
+
+async function start() {
+  const params = new URLSearchParams(location.search);
+  const code = params.get("code");
+  if (code) {
+    // A login code handed over by the mini-program container is used once.
+    history.replaceState(null, "", location.pathname);
+    try {
+      await session.login("/auth/miniprogram-login", { code });
+    } catch (error) {
+      return showLogin(error);
+    }
+  }
+  if (!session.loggedIn) return showLogin();
+  return showCases();
+}
+
+// ---- Logging in ----
+
+async function sandboxUrl() {
+  try {
+    const response = await fetch("/app/config.json");
+    return (await response.json()).identity_sandbox_url;
+  } catch {
+    return null;
+  }
+}
+
+async function showLogin(error) {
+  stopTimers();
+  show(userBar);
+  const sandbox = await sandboxUrl();
+  if (!sandbox) {
+    show(
+      main,
+      h("div", { class: "card" }, h("h2", {}, "请登录"), h("p", {}, "请在济南不动产登记小程序中打开本页，登录后办理。")),
+      error ? errorBox(error) : null,
+    );
+    return;
+  }
+  const form = h(
+    "form",
+    { class: "card", "data-testid": "sandbox-login" },
+    h("h2", {}, "实名登录（测试环境）"),
+    h("p", { class: "muted" }, "测试环境由身份认证沙箱代替小程序实名登录，请填写登记时的权利人信息。"),
+    h("label", { for: "name" }, "姓名"),
+    h("input", { id: "name", name: "name", required: true, autocomplete: "name" }),
+    h("label", { for: "id_type" }, "证件类型"),
+    h("select", { id: "id_type", name: "id_type" }, ID_TYPES.map((type) => h("option", { value: type }, type))),
+    h("label", { for: "id_number" }, "证件号码"),
+    h("input", { id: "id_number", name: "id_number", required: true, autocomplete: "off" }),
+    h("label", { for: "phone" }, "手机号（选填）"),
+    h("input", { id: "phone", name: "phone", inputmode: "tel", autocomplete: "tel" }),
+    h("div", { id: "login-error" }, error ? errorBox(error) : null),
+    h("button", { type: "submit", class: "submit" }, "登录"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = form.querySelector("button");
+    button.disabled = true;
+    try {
+      const code = await requestSandboxCode(sandbox, new FormData(form));
+      await session.login("/auth/miniprogram-login", { code });
+      await showCases();
+    } catch (failure) {
+      show(form.querySelector("#login-error"), errorBox(failure));
+      button.disabled = false;
+    }
+  });
+  show(main, form);
+}
+
+async function requestSandboxCode(sandbox, data) {
+  const identity = {
+    name: data.get("name").trim(),
+    id_type: data.get("id_type"),
+    id_number: data.get("id_number").trim(),
+  };
+  const phone = data.get("phone").trim();
+  if (phone) identity.phone = phone;
+  let response;
+  try {
+    response = await fetch(`${sandbox}/_sandbox/codes`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(identity),
+    });
+  } catch {
+    throw new ApiError(0, { message: "无法连接身份认证沙箱，请确认服务已启动。" });
+  }
+  const body = await response.json();
+  if (!response.ok) {
+    // The sandbox's own errors are {code, message} in English.
+    throw new ApiError(response.status, {
+      code: "sandbox_rejected",
+      message: `身份认证沙箱拒绝了登录信息：${body.message}`,
+    });
+  }
+  return body.code;
+}
+
+async function showUser() {
+  const me = await session.call("GET", "/auth/me");
+  show(
+    userBar,
+    h("span", { "data-testid": "display-name" }, me.display_name),
+    h("button", { type: "button", onclick: logOut }, "退出"),
+  );
+}
+
+async function logOut() {
+  stopTimers();
+  await session.logout();
+  await showLogin();
+}
+
+// ---- The list of cases ----
+
+async function showCases(error) {
+  stopTimers();
+  try {
+    await showUser();
+    const page = await session.call("GET", "/cases?page_size=50");
+    renderCases(page, error);
+  } catch (failure) {
+    if (!session.loggedIn) return;
+    show(main, errorBox(failure));
+  }
+}
+
+function renderCases(page, error) {
+  const form = h(
+    "form",
+    { class: "card", "data-testid": "open-case" },
+    h("h2", {}, "办理新业务"),
+    h("label", { for: "business_no" }, "登记业务号（见不动产登记受理单）"),
+    h("input", { id: "business_no", name: "business_no", required: true, autocomplete: "off" }),
+    h("div", { id: "open-error" }, error ? errorBox(error) : null),
+    h("button", { type: "submit", class: "submit" }, "开始办理"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const businessNo = new FormData(form).get("business_no").trim();
+    try {
+      const found = await session.call("POST", "/cases", { business_no: businessNo });
+      await showCase(found.case_id);
+    } catch (failure) {
+      show(form.querySelector("#open-error"), errorBox(failure));
+    }
+  });
+  const items = page.items.map((item) =>
+    h(
+      "button",
+      { type: "button", class: "case-link", "data-testid": "case-link", onclick: () => showCase(item.case_id) },
+      h("div", { class: "row" }, h("strong", {}, item.business_no), caseBadge(item.status)),
+      h("p", {}, item.location),
+      h("p", { class: "muted" }, `${item.business_type} · ${shortTime(item.opened_at)}`),
+    ),
+  );
+  show(
+    main,
+    h("h2", { class: "section" }, "我的联办事项"),
+    items.length ? items : h("p", { class: "muted" }, "还没有联办事项。"),
+    form,
+  );
+}
+
+function caseBadge(status) {
+  const [label, tone] = CASE_BADGES[status] || [status, ""];
+  return h("span", { class: `badge ${tone}`, "data-testid": "case-status" }, label);
+}
+
+// ---- One case ----
+
+async function showCase(caseId) {
+  stopTimers();
+  show(main, h("p", { class: "muted" }, "正在加载…"));
+  let found;
+  try {
+    found = await session.call("GET", `/cases/${caseId}`);
+  } catch (failure) {
+    return showCases(failure);
+  }
+  const view = {
+    caseId,
+    summary: h("section", { "data-testid": "case-summary" }),
+    accounts: h("section", { "data-testid": "accounts" }),
+    arrears: h("section", { "data-testid": "arrears" }),
+    submit: h("section", { "data-testid": "submit" }),
+    progress: h("section", { "data-testid": "progress" }),
+    message: h("div", { "data-testid": "case-message" }),
+    payments: new Map(),
+  };
+  show(
+    main,
+    h("button", { type: "button", class: "secondary", onclick: () => showCases() }, "‹ 我的联办事项"),
+    view.message,
+    view.summary,
+    view.accounts,
+    view.arrears,
+    view.submit,
+    view.progress,
+  );
+  renderCase(view, found);
+  await refreshArrears(view, found);
+  if (found.status !== "open") pollProgress(view);
+}
+
+async function reloadCase(view) {
+  const found = await session.call("GET", `/cases/${view.caseId}`);
+  renderCase(view, found);
+  return found;
+}
+
+function renderCase(view, found) {
+  view.found = found;
+  const owners = found.owners.map((person) => `${person.name}${person.is_me ? "（本人）" : ""}`);
+  show(
+    view.summary,
+    h(
+      "div",
+      { class: "card" },
+      h("div", { class: "row" }, h("h2", {}, found.location), caseBadge(found.status)),
+      h(
+        "dl",
+        { class: "fields" },
+        h("dt", {}, "业务号"),
+        h("dd", {}, found.business_no),
+        h("dt", {}, "业务类型"),
+        h("dd", {}, found.business_type),
+        h("dt", {}, "不动产单元"),
+        h("dd", {}, found.unit_code),
+        h("dt", {}, "权利人"),
+        h("dd", {}, owners.join("、")),
+      ),
+      (found.warnings || []).map((text) => h("p", { class: "notice", "data-testid": "warning" }, text)),
+      (found.account_reviews || []).map((review) =>
+        h(
+          "p",
+          { class: "notice" },
+          `${review.service_org} 户号 ${review.account_no}：${review.status_label}`,
+          review.decision_note ? `（${review.decision_note}）` : "",
+        ),
+      ),
+    ),
+  );
+  renderAccounts(view, found);
+  renderSubmit(view, found);
+}
+
+function renderAccounts(view, found) {
+  const open = found.status === "open";
+  const cards = found.transfers.map((transfer) =>
+    h(
+      "div",
+      { class: "card", "data-testid": "account", "data-org": transfer.service_org },
+      h("div", { class: "row" }, h("h3", {}, transfer.service_org), h("span", { class: `badge ${statusTone(transfer.status)}` }, transfer.status_label)),
+      h(
+        "dl",
+        { class: "fields" },
+        h("dt", {}, "户号"),
+        h("dd", {}, transfer.account_no),
+        h("dt", {}, "户主"),
+        h("dd", {}, `${transfer.holder_name || "—"}（${RELATIONS[transfer.holder_relation] || "—"}）`),
+        h("dt", {}, "用户地址"),
+        h("dd", {}, transfer.account_address || "—"),
+      ),
+      transfer.return_reason ? h("p", { class: "reason" }, `退件原因：${transfer.return_reason}`) : null,
+      h(
+        "div",
+        { class: "steps" },
+        transfer.account_confirmed
+          ? h("span", { class: "done" }, "✓ 已确认户号信息")
+          : h(
+              "button",
+              { type: "button", disabled: !open, "data-testid": "confirm", onclick: () => confirmAccount(view, transfer) },
+              "确认户号信息",
+            ),
+        transfer.agreement_accepted
+          ? h("span", { class: "done" }, `✓ 已同意过户协议（第 ${transfer.agreement_version} 版）`)
+          : h(
+              "button",
+              {
+                type: "button",
+                class: "secondary",
+                disabled: !open || !transfer.account_confirmed,
+                "data-testid": "read-agreement",
+                onclick: () => readAgreement(view, transfer),
+              },
+              "阅读过户协议",
+            ),
+      ),
+    ),
+  );
+  show(view.accounts, h("h2", { class: "section" }, "户号"), cards, open ? addAccountForm(view) : null);
+}
+
+// Codes of an added account that the online checks cannot place; the utility
+// can check it by hand instead.
+const NOT_PLACED = new Set(["account_holder_mismatch", "account_address_mismatch", "utility_not_connected"]);
+
+function addAccountForm(view) {
+  const form = h(
+    "form",
+    { class: "card", "data-testid": "add-account" },
+    h("h3", {}, "添加未列出的户号"),
+    h("p", { class: "muted" }, "房屋的某项户号没有列出时，可按缴费单填写服务机构和户号。"),
+    h("label", { for: "service_org" }, "服务机构名称"),
+    h("input", { id: "service_org", name: "service_org", required: true, placeholder: "如：济南能源集团有限公司热力" }),
+    h("label", { for: "account_no" }, "户号"),
+    h("input", { id: "account_no", name: "account_no", required: true, autocomplete: "off" }),
+    h("div", { class: "add-result" }),
+    h("button", { type: "submit", class: "submit secondary" }, "添加户号"),
+  );
+  const result = form.querySelector(".add-result");
+  const add = async (requestReview) => {
+    const data = new FormData(form);
+    const body = {
+      service_org: data.get("service_org").trim(),
+      account_no: data.get("account_no").trim(),
+    };
+    if (requestReview) body.request_review = true;
+    try {
+      // A queued review shows in the case summary once the case is reloaded.
+      await session.call("POST", `/cases/${view.caseId}/accounts`, body);
+      await reloadCase(view);
+      await refreshArrears(view, view.found);
+    } catch (failure) {
+      const review = NOT_PLACED.has(failure.code) && !requestReview;
+      show(
+        result,
+        errorBox(failure),
+        review ? h("button", { type: "button", class: "secondary", onclick: () => add(true) }, "请服务机构人工核对") : null,
+      );
+    }
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    add(false);
+  });
+  return form;
+}
+
+async function act(view, step) {
+  show(view.message);
+  try {
+    await step();
+  } catch (failure) {
+    show(view.message, errorBox(failure));
+    window.scrollTo({ top: 0 });
+  }
+}
+
+function confirmAccount(view, transfer) {
+  return act(view, async () => {
+    await session.call("POST", `/cases/${view.caseId}/transfers/${transfer.transfer_id}/confirmation`, {});
+    await reloadCase(view);
+  });
+}
+
+function readAgreement(view, transfer) {
+  return act(view, async () => {
+    const agreement = await session.call("GET", `/agreements/${encodeURIComponent(transfer.service_org)}`);
+    const agree = h("button", { type: "button", disabled: true, "data-testid": "accept-agreement" }, "同意并继续");
+    const checkbox = h("input", { type: "checkbox", id: "agreement-read" });
+    checkbox.addEventListener("change", () => {
+      agree.disabled = !checkbox.checked;
+    });
+    const error = h("div");
+    agree.addEventListener("click", async () => {
+      agree.disabled = true;
+      try {
+        await session.call("POST", `/cases/${view.caseId}/transfers/${transfer.transfer_id}/agreement`, {
+          version: agreement.version,
+        });
+        dialog.close();
+        await reloadCase(view);
+      } catch (failure) {
+        show(error, errorBox(failure));
+      }
+    });
+    show(
+      dialog,
+      h("h2", { id: "agreement-title" }, agreement.title),
+      h("p", { class: "muted" }, `${agreement.service_org} · 第 ${agreement.version} 版`),
+      h("div", { class: "agreement-body", "data-testid": "agreement-body" }, agreement.body),
+      h("label", { class: "check", for: "agreement-read" }, checkbox, "我已阅读并同意以上协议"),
+      error,
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "取消"),
+        agree,
+      ),
+    );
+    dialog.showModal();
+  });
+}
+
+function renderSubmit(view, found) {
+  if (found.status !== "open") {
+    show(view.submit, found.submitted_at ? h("p", { class: "muted" }, `已于 ${shortTime(found.submitted_at)} 提交`) : null);
+    return;
+  }
+  const ready = found.transfers.length > 0 && found.transfers.every((t) => t.account_confirmed && t.agreement_accepted);
+  show(
+    view.submit,
+    h(
+      "button",
+      { type: "button", class: "submit", disabled: !ready, "data-testid": "submit-case", onclick: () => submitCase(view) },
+      "提交联办",
+    ),
+    ready ? null : h("p", { class: "muted" }, "请先确认每个户号的信息并同意其过户协议。"),
+  );
+}
+
+function submitCase(view) {
+  return act(view, async () => {
+    const found = await session.call("POST", `/cases/${view.caseId}/submission`, {});
+    renderCase(view, found);
+    pollProgress(view);
+  });
+}
+
+// ---- Arrears and payment ----
+
+async function refreshArrears(view, found) {
+  if (found.status === "closed" || found.status === "withdrawn") {
+    show(view.arrears);
+    return [];
+  }
+  let answers;
+  try {
+    answers = await session.call("GET", `/cases/${view.caseId}/arrears`);
+  } catch (failure) {
+    show(view.arrears, h("h2", { class: "section" }, "欠费"), errorBox(failure, "arrears-error"));
+    return [];
+  }
+  const rows = answers.map((answer) => arrearsCard(view, answer));
+  show(view.arrears, h("h2", { class: "section" }, "欠费"), rows);
+  return answers;
+}
+
+function arrearsCard(view, answer) {
+  const panel = view.payments.get(answer.transfer_id) || h("div", { class: "qr" });
+  view.payments.set(answer.transfer_id, panel);
+  const owed = answer.state === "owed" && answer.arrears_fen > 0;
+  const tone = ARREARS_TONES[answer.state] || "wait";
+  return h(
+    "div",
+    { class: "card", "data-testid": "arrears-row", "data-org": answer.service_org, "data-state": answer.state },
+    h("div", { class: "row" }, h("strong", {}, answer.service_org), h("span", { class: `badge ${tone}` }, ARREARS_STATES[answer.state] || answer.state)),
+    h("p", {}, `户号 ${answer.account_no} · 欠费 `, h("strong", { "data-testid": "arrears-amount" }, answer.arrears_display || "—")),
+    owed && !panel.hasChildNodes()
+      ? h(
+          "div",
+          { class: "steps" },
+          h("button", { type: "button", "data-testid": "pay-wechat", onclick: () => startPayment(view, answer, "wechatpay") }, "微信扫码缴费"),
+          h("button", { type: "button", class: "secondary", "data-testid": "pay-alipay", onclick: () => startPayment(view, answer, "alipay") }, "支付宝扫码缴费"),
+        )
+      : null,
+    panel,
+  );
+}
+
+function startPayment(view, answer, provider) {
+  return act(view, async () => {
+    const payment = await session.call("POST", `/cases/${view.caseId}/transfers/${answer.transfer_id}/payments`, { provider });
+    const panel = view.payments.get(answer.transfer_id);
+    const image = await qrImage(payment);
+    show(
+      panel,
+      h("img", { src: image, alt: "缴费二维码", "data-testid": "payment-qr", "data-code-url": payment.code_url }),
+      h("p", {}, `${payment.service_org} 应缴 `, h("strong", {}, payment.amount_display)),
+      h("p", { class: "muted", "data-testid": "payment-expiry" }),
+      h("p", { "data-testid": "payment-status" }, "请用", provider === "alipay" ? "支付宝" : "微信", "扫码支付，支付完成后本页自动更新。"),
+    );
+    await refreshArrears(view, view.found);
+    watchPayment(view, payment, panel);
+  });
+}
+
+async function qrImage(payment) {
+  // The image endpoint needs the Bearer token, so it is fetched, not linked.
+  const response = await session.call("GET", payment.qr_png.replace("/api/v1", ""), undefined, { raw: true });
+  return URL.createObjectURL(await response.blob());
+}
+
+function watchPayment(view, payment, panel) {
+  const expires = Date.parse(payment.expires_at);
+  const tick = async () => {
+    const status = panel.querySelector("[data-testid=payment-status]");
+    const expiry = panel.querySelector("[data-testid=payment-expiry]");
+    if (!status) return;
+    let current;
+    try {
+      current = await session.call("GET", `/payments/${payment.payment_id}`);
+    } catch (failure) {
+      show(status, errorBox(failure));
+      later(tick, PAYMENT_POLL_MS * 2);
+      return;
+    }
+    if (current.status === "paid") {
+      panel.querySelector("img").classList.add("hidden");
+      expiry.remove();
+      show(status, h("span", { class: "paid", "data-testid": "payment-paid" }, `已支付 ${current.amount_display}（${shortTime(current.paid_at)}）`));
+      return waitForSettlement(view);
+    }
+    if (current.status !== "pending") {
+      show(status, h("span", { class: "reason" }, "该二维码已失效，请重新生成。"));
+      view.payments.delete(payment.transfer_id);
+      return refreshArrears(view, view.found);
+    }
+    const seconds = Math.max(0, Math.round((expires - Date.now()) / 1000));
+    const minutes = String(Math.floor(seconds / 60)).padStart(2, "0");
+    show(expiry, `二维码有效期至 ${shortTime(payment.expires_at).slice(11)}，剩余 ${minutes}:${String(seconds % 60).padStart(2, "0")}`);
+    later(tick, PAYMENT_POLL_MS);
+  };
+  tick();
+}
+
+async function waitForSettlement(view, tries = 20) {
+  // Arrears read "paid_pending" until the utility books the payment.
+  const answers = await refreshArrears(view, view.found);
+  if (tries > 0 && answers.some((answer) => answer.state === "paid_pending")) {
+    later(() => waitForSettlement(view, tries - 1), PAYMENT_POLL_MS);
+  }
+}
+
+// ---- Progress ----
+
+function pollProgress(view) {
+  const tick = async () => {
+    let progress;
+    try {
+      progress = await session.call("GET", `/cases/${view.caseId}/progress`);
+    } catch (failure) {
+      show(view.progress, errorBox(failure, "progress-error"));
+      later(tick, PROGRESS_POLL_MS * 2);
+      return;
+    }
+    renderProgress(view, progress);
+    if (progress.status !== view.found.status) await reloadCase(view);
+    if (progress.status !== "closed" && progress.status !== "withdrawn") later(tick, PROGRESS_POLL_MS);
+  };
+  tick();
+}
+
+function renderProgress(view, progress) {
+  const cards = progress.transfers.map((transfer) => {
+    const tone = statusTone(transfer.status);
+    return h(
+      "div",
+      { class: "card", "data-testid": "transfer-progress", "data-org": transfer.service_org, "data-status": transfer.status },
+      h("div", { class: "row" }, h("h3", {}, transfer.service_org), h("span", { class: `badge ${tone}`, "data-testid": "transfer-status" }, transfer.status_label)),
+      h("p", { class: "muted" }, `户号 ${transfer.account_no}`),
+      transfer.return_reason ? h("p", { class: "reason", "data-testid": "return-reason" }, `退件原因：${transfer.return_reason}`) : null,
+      h(
+        "ol",
+        { class: "timeline" },
+        transfer.events.map((event) =>
+          h(
+            "li",
+            { class: statusTone(event.status) },
+            h("div", {}, event.label, event.actor_name ? `（${event.actor_name}）` : ""),
+            event.return_reason ? h("div", { class: "reason" }, event.return_reason) : null,
+            event.note ? h("div", { class: "muted" }, event.note) : null,
+            h("div", { class: "when" }, shortTime(event.occurred_at)),
+          ),
+        ),
+      ),
+    );
+  });
+  show(view.progress, h("h2", { class: "section" }, "办理进度"), cards);
+}
+
+start();

@@ -1,0 +1,211 @@
+"""Run the hub and its peers for the browser tests, with homes and staff seeded.
+
+    python -m tests.browser.stack_process --var-dir DIR --ready-file FILE
+
+The hub runs in this process, apart from the test process, because the hub's
+data keys are set once per process and the hub tests start a hub of their own.
+When the stack is up and seeded, the URLs, the homes and the staff logins are
+written to the ready file as JSON. The process stops on SIGTERM or SIGINT.
+"""
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from demo import scenarios
+from demo.client import HubClient
+from demo.stack import start_stack
+from models.db import database
+from services import staff as staff_service
+from tests.hub.conftest import STAFF_PASSWORD, Homes, Staffing
+from tests.hub.flows import drive_to_submission
+
+log = logging.getLogger("tests.browser.stack_process")
+
+CONFIG = {
+    "LOGIN_ADDRESS_RATE_LIMIT": "100000 per minute",
+    "PASSWORD_HASH_PROFILE": "CHEAPEST",
+}
+
+
+def person_view(person):
+    return {
+        "name": person.name,
+        "id_type": person.id_type,
+        "id_number": person.id_number,
+        "phone": person.phone,
+    }
+
+
+def home_view(scenario):
+    return {
+        "business_no": scenario.business_no,
+        "location": scenario.location,
+        "buyer": person_view(scenario.buyer),
+        "sellers": [person_view(seller) for seller in scenario.sellers],
+        "completed_payload": scenarios.business_payload(scenario, "completed"),
+    }
+
+
+def hub_client(stack):
+    return HubClient(
+        stack.hub_url,
+        stack.peers.idp_url,
+        stack.peers.wechatpay_url,
+        stack.registry_secret,
+    )
+
+
+def seed_citizen_home(homes):
+    """Make the home the citizen test walks: water owes ¥42.30, power is debited."""
+    return homes.make(
+        accounts=[("water", {"arrears_fen": 4230}), ("power", {"direct_debit": True})]
+    )
+
+
+def seed_returned_transfer(stack, homes):
+    """Drive a home to the end, so that the power company returns its transfer."""
+    home = homes.make(accounts=[("power", {"direct_debit": True})])
+    client = hub_client(stack)
+    case_id = drive_to_submission(client, home)
+    client.call("POST", f"/cases/{case_id}/submission", {})
+    client.put_business(home.business_no, scenarios.business_payload(home, "completed"))
+    progress = client.wait_until_final(case_id)
+    statuses = [transfer["status"] for transfer in progress["transfers"]]
+    if statuses != ["returned"]:
+        raise RuntimeError(f"the seeded power transfer ended as {statuses}")
+    return home
+
+
+def seed_review_item(stack, homes):
+    """Have a buyer add a power account in a stranger's name, for checking by hand."""
+    stranger = homes.person()
+    home = homes.make(
+        accounts=[("water", {}), ("power", {"linked": False, "holder": stranger})]
+    )
+    client = hub_client(stack)
+    client.login(home.buyer)
+    case = client.call("POST", "/cases", {"business_no": home.business_no})
+    power = home.accounts[1]
+    client.call(
+        "POST",
+        f"/cases/{case['case_id']}/accounts",
+        {
+            "service_org": "国网济南供电公司",
+            "account_no": power.account_no,
+            "request_review": True,
+        },
+        expect=(202,),
+    )
+    return home
+
+
+def seed_unlisted_account(homes):
+    """Make a home whose gas account, in a stranger's name, is not linked to it."""
+    return homes.make(
+        accounts=[("water", {}), ("gas", {"linked": False, "holder": homes.person()})]
+    )
+
+
+def seed_staff(stack):
+    """Create a hotline member with a one-time password, and a power company member."""
+    staffing = Staffing(stack, stack.app)
+    organisation = staffing.organisation("service_desk")
+    username = f"hotline{staffing.people.person('370102').id_number[-6:]}"
+    member, one_time_password = staff_service.create_staff(
+        username, "service", organisation, "客服测试员"
+    )
+    logins = {
+        "service": {"username": member.username, "password": one_time_password},
+    }
+    utility_member, _ = staffing.member("utility", utility="power", login=False)
+    logins["utility"] = {
+        "username": utility_member.username,
+        "password": STAFF_PASSWORD,
+    }
+    return logins
+
+
+def seed_agent(stack, home):
+    """Create an agent whom the home's buyer authorised, with the case opened."""
+    agent, agent_client = Staffing(stack, stack.app).member("agent")
+    agency = agent.organisation
+    buyer = hub_client(stack)
+    buyer.login(home.buyer)
+    expires_at = (datetime.now(UTC) + timedelta(days=30)).isoformat(timespec="seconds")
+    buyer.call(
+        "POST",
+        "/delegations",
+        {
+            "business_no": home.business_no,
+            "agency_name": agency.name,
+            "agency_credit_code": agency.credit_code,
+            "scope": ["view", "confirm", "agreement", "submit"],
+            "expires_at": expires_at,
+        },
+    )
+    agent_client.call("POST", "/cases", {"business_no": home.business_no})
+    return {"username": agent.username, "password": STAFF_PASSWORD}
+
+
+def seed(stack):
+    with stack.app.app_context(), database.connection_context():
+        homes = Homes(stack, stack.app)
+        citizen_home = seed_citizen_home(homes)
+        returned_home = seed_returned_transfer(stack, homes)
+        review_home = seed_review_item(stack, homes)
+        unlisted_home = seed_unlisted_account(homes)
+        logins = seed_staff(stack)
+        logins["agent"] = seed_agent(stack, review_home)
+    return {
+        "hub_url": stack.hub_url,
+        "idp_url": stack.peers.idp_url,
+        "wechatpay_url": stack.peers.wechatpay_url,
+        "alipay_url": stack.peers.alipay_url,
+        "utility_sim_url": stack.peers.utility_sim_url,
+        "registry_secret": stack.registry_secret,
+        "citizen_home": home_view(citizen_home),
+        "returned_home": home_view(returned_home),
+        "review_home": home_view(review_home),
+        "unlisted_home": {
+            **home_view(unlisted_home),
+            "gas_account_no": unlisted_home.accounts[1].account_no,
+        },
+        "staff": logins,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--var-dir", required=True, type=Path)
+    parser.add_argument("--ready-file", required=True, type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+
+    stack = start_stack(args.var_dir, config=CONFIG, feedback_delay=0.2)
+    try:
+        ready = seed(stack)
+        partial = args.ready_file.with_suffix(".partial")
+        partial.write_text(json.dumps(ready, ensure_ascii=False, indent=1))
+        partial.replace(args.ready_file)
+        log.info("browser test stack ready hub=%s", stack.hub_url)
+        stopping.wait()
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
