@@ -4,14 +4,29 @@ import base64
 import logging
 
 from flask import Flask
+from flask.sessions import SessionInterface
 
 import api
 import models.db
-from api import errors, limits, openapi, operations, requestlog
+from api import case_cache, errors, limits, openapi, operations, requestlog
 from models.fields import data_keys
 from settings import load_settings, parse_data_keys, read_partner_secrets
 
 log = logging.getLogger(__name__)
+
+
+class NoCookieSessions(SessionInterface):
+    """Give every request an empty session that is never saved.
+
+    Callers authenticate with bearer tokens, so Flask's signed cookie session
+    would only cost a serializer per request.
+    """
+
+    def open_session(self, app, request):
+        return self.make_null_session(app)
+
+    def save_session(self, app, session, response):
+        return None
 
 
 def create_app(config=None):
@@ -27,6 +42,7 @@ def create_app(config=None):
         JSON_AS_ASCII=False,
     )
     app.json.ensure_ascii = False
+    app.session_interface = NoCookieSessions()
     app.config["PARTNER_SECRETS"] = read_partner_secrets(
         app.config["PARTNER_SECRETS_FILE"]
     )
@@ -45,4 +61,5 @@ def create_app(config=None):
     operations.init_app(app)
     for blueprint in api.BLUEPRINTS:
         rest.register_blueprint(blueprint, url_prefix="/api/v1")
+    app.wsgi_app = case_cache.KeptViewServer(app)
     return app

@@ -6,6 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from api import fields as api_fields
 from api import paging, views
+from api.case_cache import keeps_case_view
 from api.idempotency import idempotent_operation
 from api.openapi import JSON_BODY_ERRORS, bearer_operation
 from api.security import CASE_ROLES, caller_required
@@ -77,6 +78,7 @@ def open_case(data):
 
 
 @blp.route("/cases/<int:case_id>", methods=["GET"])
+@keeps_case_view
 @caller_required(*CASE_ROLES)
 @bearer_operation(blp, 404)
 @blp.response(200, views.CaseSchema)

@@ -1,5 +1,6 @@
 """The database models, in the order their tables are created."""
 
+from models.case_changes import CaseChange
 from models.cases import (
     Case,
     Citizen,
@@ -47,6 +48,7 @@ ALL_MODELS = (
     RosterJob,
     RosterEntry,
     PartnerKey,
+    CaseChange,
 )
 
 __all__ = [model.__name__ for model in ALL_MODELS] + ["ALL_MODELS"]
