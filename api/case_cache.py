@@ -218,6 +218,7 @@ class KeptViewServer:
         claims = verified.get(token.strip(), "access")
         kept = claims and cache.get((case_id, claims["sub"]))
         if not kept or kept.expires_at <= time.time():
+            operations.KEPT_CASE_VIEWS.labels("none").inc()
             return None
         try:
             connect_checked()
@@ -233,6 +234,8 @@ class KeptViewServer:
             )
             return None
         if not caller_holds or revision != kept.revision:
+            operations.KEPT_CASE_VIEWS.labels("stale").inc()
             cache.discard((case_id, claims["sub"]))
             return None
+        operations.KEPT_CASE_VIEWS.labels("served").inc()
         return kept.body

@@ -40,6 +40,12 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+KEPT_CASE_VIEWS = Counter(
+    "lianban_kept_case_views_total",
+    "Case views looked up among the kept ones: served, stale, or none kept",
+    ["result"],
+)
+
 
 @blp.get("/health")
 def health():
