@@ -147,6 +147,7 @@ def sweep():
         settlement.poll_refunds()
         delivery.forget_old_message_ids()
         housekeeping.forget_old_idempotency_keys()
+        housekeeping.forget_old_case_changes()
         retention.forget_due_cases()
 
     _in_app(work)

@@ -15,6 +15,7 @@ from models import (
     AccountLink,
     Business,
     Case,
+    CaseChange,
     CounterConsent,
     Delegation,
     Party,
@@ -25,7 +26,7 @@ from models import (
     Utility,
 )
 from models.base import utcnow
-from services import access
+from services import access, housekeeping
 from services import staff as staff_service
 from services.tokens import VerifiedTokens
 from tests.hub.flows import citizen_request, drive_to_submission
@@ -413,3 +414,25 @@ def test_verified_token_forgotten_after_expiry():
     assert tokens.get("a.b.c", "access") is None
     assert tokens.get("d.e.f", "access")["sub"] == "citizen:2"
     assert tokens.get("d.e.f", "refresh") is None
+
+
+def test_old_case_changes_pruned_but_newest_kept(client, homes, app):
+    home = homes.make(accounts=[("water", {}), ("gas", {})])
+    case_id = drive_to_submission(client, home)
+    other_id = drive_to_submission(client, homes.make())
+    rows = CaseChange.select().where(CaseChange.case_id == case_id)
+    newest = max(row.id for row in rows)
+    assert rows.count() > 2
+    recent_count, recent_newest = case_cache.read_revision(other_id)
+    two_days_ago = utcnow() - timedelta(days=2)
+    CaseChange.update(changed_at=two_days_ago).where(
+        CaseChange.case_id == case_id
+    ).execute()
+    before = case_cache.read_revision(case_id)
+
+    housekeeping.forget_old_case_changes()
+
+    assert [row.id for row in rows.clone()] == [newest]
+    assert case_cache.read_revision(case_id) == (1, newest)
+    assert case_cache.read_revision(case_id) != before
+    assert case_cache.read_revision(other_id) == (recent_count, recent_newest)
