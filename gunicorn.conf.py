@@ -21,7 +21,7 @@ keepalive = 5
 max_requests = 10_000
 max_requests_jitter = 1_000
 # The app is imported once in the master and each worker is forked from it,
-# so a restart costs a fork instead of a second or so of imports, and the
+# so a restart costs a fork instead of importing the app again, and the
 # workers share the imported code's memory. Nothing opens a connection or
 # starts a thread at import.
 preload_app = True

@@ -1,7 +1,7 @@
 """Case views rendered earlier in this process, served again while current.
 
 `GET /cases/{id}` is what a citizen's page polls, and building its view runs
-about seventeen queries. Each 200 answer is kept per case and caller with the
+about seventeen queries. Each 200 response is kept per case and caller with the
 case's revision: the count and highest id of its `case_change` rows, which
 database triggers add in the same transaction as every change the view shows
 (see `models.case_changes`). A kept view is served again after one query,
@@ -131,7 +131,7 @@ def _expiry(cache):
 
 
 def keeps_case_view(view):
-    """Keep each 200 answer of `view` for KeptViewServer to serve again.
+    """Keep each 200 response of `view` for KeptViewServer to serve again.
 
     `view` takes `case_id` and checks the caller itself, so this goes outside
     the decorators that authenticate.
@@ -161,11 +161,11 @@ def keeps_case_view(view):
 
 
 class KeptViewServer:
-    """WSGI middleware that answers a repeated `GET /api/v1/cases/{id}` itself.
+    """WSGI middleware that responds to a repeated `GET /api/v1/cases/{id}` itself.
 
     A request with a token this process verified, for a view kept for that
     token's holder, costs the one query of `_current_state`, and Flask does
-    not run. The answer is the same as Flask's: the same body and headers,
+    not run. The response is the same as Flask's: the same body and headers,
     the request id, one log line and the request metrics. Every other
     request, and every doubt (a query string, a changed case, a database
     error), goes to Flask.
@@ -215,11 +215,13 @@ class KeptViewServer:
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         if scheme.lower() != "bearer":
             return None
+
         claims = verified.get(token.strip(), "access")
         kept = claims and cache.get((case_id, claims["sub"]))
         if not kept or kept.expires_at <= time.time():
             operations.KEPT_CASE_VIEWS.labels("none").inc()
             return None
+
         try:
             connect_checked()
             try:
@@ -228,11 +230,13 @@ class KeptViewServer:
                 database.close()
         except peewee.DatabaseError as error:
             log.warning(
-                "checking a kept case view failed; Flask answers case=%s error=%s",
+                "checking a kept case view failed; Flask handles the request "
+                "case=%s error=%s",
                 case_id,
                 type(error).__name__,
             )
             return None
+
         if not caller_holds or revision != kept.revision:
             operations.KEPT_CASE_VIEWS.labels("stale").inc()
             cache.discard((case_id, claims["sub"]))

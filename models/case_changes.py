@@ -12,7 +12,8 @@ class CaseChange(BaseModel):
     bulk updates included, is covered without the code remembering to. The
     count and the highest id of a case's rows change whenever a change
     commits, which lets a server tell whether a view it rendered is current.
-    Rows are only inserted, so concurrent writers never wait on each other.
+    The triggers only insert rows, so two transactions that change one case
+    do not wait for each other on a shared row.
     """
 
     id = peewee.BigAutoField()

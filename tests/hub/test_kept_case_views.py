@@ -44,7 +44,7 @@ def served_count():
 
 
 def fresh_view(case_id, citizen):
-    """Build the case view the full path would answer, for comparison."""
+    """Build the case view that the full path returns, for comparison."""
     case = Case.get_by_id(case_id)
     caller = access.Caller(citizen=citizen)
     return json.loads(
@@ -61,7 +61,7 @@ def owner_citizen(client):
 
 
 def assert_current(client, case_id):
-    """GET the case twice and check both answers equal a freshly built view."""
+    """GET the case twice and check both responses equal a freshly built view."""
     citizen = owner_citizen(client)
     first = client.call("GET", f"/cases/{case_id}")
     second = client.call("GET", f"/cases/{case_id}")
@@ -156,7 +156,7 @@ def test_every_step_of_the_flow_shows_at_once(client, homes, stack):
     assert {t["status"] for t in shown["transfers"]} == {"completed"}
 
 
-def test_change_in_each_source_table_makes_a_new_revision(client, homes, app):
+def test_each_source_table_moves_revision(client, homes, app):
     home = homes.make(accounts=[("water", {})])
     case_id = drive_to_submission(client, home)
     case = Case.get_by_id(case_id)
