@@ -11,7 +11,7 @@ from api.idempotency import idempotent_operation
 from api.openapi import JSON_BODY_ERRORS, bearer_operation
 from api.security import CASE_ROLES, caller_required
 from models import ReconciliationItem
-from services import access, cases, payments, wallets
+from services import access, cases, payments, wallets, withdrawal
 
 blp = Blueprint("cases", __name__, description="A citizen's joint-handling cases")
 
@@ -195,6 +195,33 @@ def submit_case(data, case_id):
     view = views.case_view(case, g.caller)
     view["warnings"] = cases.arrears_warnings(case)
     return view
+
+
+class WithdrawalSchema(Schema):
+    reason = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Why the applicant withdraws, shown on the timeline"},
+    )
+
+
+@blp.route("/cases/<int:case_id>/withdrawal", methods=["POST"])
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404, 409, *JSON_BODY_ERRORS)
+@blp.arguments(WithdrawalSchema, required=False)
+@blp.response(200, views.CaseSchema)
+def withdraw_case(data, case_id):
+    """Withdraw the joint handling before the registration completes
+
+    Open transfers become 已撤回, open payment orders are closed at their
+    provider, and arrears already paid through the case are refunded to the
+    payer and reversed at the utility. The case cannot be opened again. After
+    the registration completes, the response is 409 `registration_completed`.
+    An agency needs the `submit` scope.
+    """
+    case = access.case_for(g.caller, case_id, "withdraw")
+    reason = (data or {}).get("reason")
+    return views.case_view(withdrawal.withdraw_by_owner(case, reason), g.caller)
 
 
 @blp.route("/cases/<int:case_id>/progress", methods=["GET"])

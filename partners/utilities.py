@@ -85,6 +85,13 @@ class UtilityClient(SignedClient):
         }
         return self._ok(self.request("POST", path, payload))
 
+    def reverse_payment(self, account_no, payment_id, amount_fen):
+        """Tell the utility that a reported payment was returned to the payer."""
+        account = quote(account_no, safe="")
+        path = f"/accounts/{account}/payments/{quote(payment_id, safe='')}/reversal"
+        payload = {"payment_id": payment_id, "amount_fen": amount_fen}
+        return self._ok(self.request("POST", path, payload))
+
     def push_transfer(self, payload, message_id):
         """Push one Annex 2 transfer. The utility accepts at once and reports later."""
         return self._ok(self.request("POST", "/transfers", payload, message_id))

@@ -121,6 +121,9 @@ class Payment:
     account_no: str
     amount_fen: int
     response: dict
+    # What the payment took off the arrears, which a reversal puts back.
+    applied_fen: int = 0
+    reversal: dict | None = None
 
 
 @dataclass
@@ -501,7 +504,9 @@ class UtilitySimulator:
                     "arrears_fen": account.arrears_fen,
                     "as_of": now_iso(),
                 }
-                self._payments[key] = Payment(account_no, amount_fen, response)
+                self._payments[key] = Payment(
+                    account_no, amount_fen, response, before - account.arrears_fen
+                )
         if repeated:
             logger.info(
                 "repeated payment utility=%s account_no=%s payment_id=%s",
@@ -530,6 +535,47 @@ class UtilitySimulator:
                     amount_fen - before,
                 )
         return dict(response)
+
+    def reverse_payment(
+        self, utility: Utility, account_no: str, payment_id: str, body: object
+    ) -> dict:
+        """Put a reported payment's amount back on the arrears, once."""
+        if not isinstance(body, dict):
+            raise RequestError(
+                400, "invalid_request", "The reversal must be a JSON object."
+            )
+        amount_fen = _require_fen(body, "amount_fen", minimum=1)
+        with self._lock:
+            account = self._get_account(utility, account_no)
+            payment = self._payments.get((utility.code, payment_id))
+            if payment is None or payment.account_no != account_no:
+                raise RequestError(
+                    404,
+                    "payment_not_found",
+                    f"No payment {payment_id} was reported for account {account_no}.",
+                )
+            if payment.amount_fen != amount_fen:
+                raise RequestError(
+                    409,
+                    "payment_conflict",
+                    f"payment_id {payment_id} was reported with amount_fen "
+                    f"{payment.amount_fen}, not {amount_fen}.",
+                )
+            if payment.reversal is None:
+                account.arrears_fen += payment.applied_fen
+                payment.reversal = {
+                    "account_no": account_no,
+                    "payment_id": payment_id,
+                    "arrears_fen": account.arrears_fen,
+                    "reversed_at": now_iso(),
+                }
+                logger.info(
+                    "payment reversed utility=%s account_no=%s payment_id=%s",
+                    utility.code,
+                    account_no,
+                    payment_id,
+                )
+            return dict(payment.reversal)
 
     # Transfers.
 
@@ -968,6 +1014,13 @@ def create_app(config: dict) -> Flask:
         simulator.authenticate(utility)
         body = parse_json_body(request.get_data())
         return jsonify(simulator.record_payment(utility, account_no, body))
+
+    @app.post("/<code>/accounts/<account_no>/payments/<payment_id>/reversal")
+    def post_payment_reversal(code, account_no, payment_id):
+        utility = _utility_or_404(code)
+        simulator.authenticate(utility)
+        body = parse_json_body(request.get_data())
+        return jsonify(simulator.reverse_payment(utility, account_no, payment_id, body))
 
     @app.post("/<code>/transfers")
     def post_transfer(code):

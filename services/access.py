@@ -41,6 +41,8 @@ ACTION_SCOPES = {
     "agreement": "agreement",
     "pay": "pay",
     "submit": "submit",
+    # Withdrawing undoes a submission, so it needs the same scope.
+    "withdraw": "submit",
 }
 
 

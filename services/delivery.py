@@ -180,12 +180,14 @@ def wake():
 
 def deliver(message):
     """Send one message; return 1 if the partner took it, else record the failure."""
-    from services import settlement
+    from services import settlement, withdrawal
 
     handlers = {
         PUSH: _send_push,
         PAYMENT_REPORT: _send_payment_report,
         settlement.REFUND: settlement.send_refund,
+        withdrawal.CLOSE_PAYMENT: withdrawal.send_close_payment,
+        withdrawal.REVERSE_PAYMENT: withdrawal.send_payment_reversal,
     }
     try:
         handlers[message.kind](message)

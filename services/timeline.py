@@ -17,6 +17,7 @@ STATUSES = {
     "completed": ("办结", True),
     "returned": ("退件", True),
     "push_failed": ("推送失败，待人工处理", False),
+    "withdrawn": ("已撤回", True),
 }
 
 # Events that are not status changes but belong on the timeline.

@@ -34,6 +34,7 @@ EXPECTED = {
     "GET /cases/{case_id}/arrears": CASE,
     "GET /cases/{case_id}/progress": CASE,
     "POST /cases/{case_id}/submission": CASE,
+    "POST /cases/{case_id}/withdrawal": CASE,
     "POST /cases/{case_id}/transfers/{transfer_id}/confirmation": CASE,
     "POST /cases/{case_id}/transfers/{transfer_id}/agreement": CASE,
     "POST /cases/{case_id}/transfers/{transfer_id}/payments": CASE,
