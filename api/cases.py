@@ -11,7 +11,7 @@ from api.idempotency import idempotent_operation
 from api.openapi import JSON_BODY_ERRORS, bearer_operation
 from api.security import CASE_ROLES, caller_required
 from models import ReconciliationItem
-from services import access, cases, payments, wallets, withdrawal
+from services import access, cases, payments, transfer_checks, wallets, withdrawal
 
 blp = Blueprint("cases", __name__, description="A citizen's joint-handling cases")
 
@@ -190,11 +190,38 @@ def start_payment(data, case_id, transfer_id):
 @blp.arguments(EmptySchema, required=False)
 @blp.response(200, views.CaseSchema)
 def submit_case(data, case_id):
-    """Submit the case for joint handling"""
-    case = cases.submit_case(access.case_for(g.caller, case_id, "submit"))
+    """Submit the case for joint handling
+
+    Each utility with a system link is asked first whether its account can
+    transfer, unless it answered within the last 24 hours. An account the
+    utility blocked or closed gets 409 `transfer_blocked`, with what to do per
+    transfer in `errors.transfers`. Arrears, a direct debit and a utility
+    that did not answer are warnings.
+    """
+    case = access.case_for(g.caller, case_id, "submit")
+    cases.require_open(case)
+    checks = transfer_checks.check_case(case, only_stale=True)
+    transfer_checks.require_transferable(checks)
+    case = cases.submit_case(case)
     view = views.case_view(case, g.caller)
-    view["warnings"] = cases.arrears_warnings(case)
+    view["warnings"] = cases.arrears_warnings(case) + transfer_checks.warnings(checks)
     return view
+
+
+@blp.route("/cases/<int:case_id>/transfer-checks", methods=["GET"])
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404)
+@blp.response(200, views.TransferCheckSchema(many=True))
+def get_transfer_checks(case_id):
+    """Ask each utility now whether its account can transfer, with what to do
+
+    Items: arrears, a direct debit from the seller's bank account, a prepaid
+    balance owed back to the seller, a block by the utility, a closed
+    account. A utility without a system link is `not_connected`; one that
+    does not answer is `unavailable`, with its last answer if it gave one.
+    """
+    case = access.case_for(g.caller, case_id)
+    return transfer_checks.check_case(case)
 
 
 class WithdrawalSchema(Schema):

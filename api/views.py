@@ -6,7 +6,7 @@ from api.fields import LocalDateTime, to_local
 from domain.masking import mask_address, mask_id_number, mask_name
 from models import Party, Transfer, TransferEvent
 from models.fields import data_keys
-from services import reconciliation_queue, timeline
+from services import reconciliation_queue, timeline, transfer_checks
 
 
 class PersonView(Schema):
@@ -36,6 +36,44 @@ class TransferSchema(Schema):
     status = fields.String()
     status_label = fields.String()
     return_reason = fields.String(allow_none=True)
+    check_state = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "The utility's answer on whether the account can "
+            "transfer: ok, action_needed, or null before it was asked"
+        },
+    )
+
+
+class CheckItemSchema(Schema):
+    item = fields.String(
+        metadata={
+            "description": "arrears, direct_debit, prepaid_balance, block, "
+            "account_closed, or another check the utility makes"
+        }
+    )
+    blocking = fields.Boolean(
+        metadata={"description": "Whether the item stops the transfer until cleared"}
+    )
+    amount_fen = fields.Integer(allow_none=True)
+    reason = fields.String(allow_none=True)
+    advice = fields.String(metadata={"description": "What to do, in Chinese"})
+
+
+class TransferCheckSchema(Schema):
+    transfer_id = fields.Integer()
+    service_org = fields.String()
+    account_no = fields.String()
+    state = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "ok, action_needed, unavailable (the utility did not "
+            "answer), not_connected (no system link), or null"
+        },
+    )
+    transferable = fields.Boolean(allow_none=True)
+    items = fields.List(fields.Nested(CheckItemSchema))
+    checked_at = LocalDateTime(allow_none=True)
 
 
 class CaseSummarySchema(Schema):
@@ -269,6 +307,7 @@ def transfer_view(transfer, viewer, parties=None):
         "status": transfer.status,
         "status_label": _label(transfer),
         "return_reason": transfer.return_reason,
+        "check_state": transfer_checks.state_of(transfer),
     }
 
 

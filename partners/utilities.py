@@ -75,6 +75,53 @@ class UtilityClient(SignedClient):
             raise PartnerError(self.partner, "arrears_fen is not a whole fen amount")
         return arrears
 
+    def check_transfer(self, account_no):
+        """Ask whether the account can move to a new holder; return the items.
+
+        Each item names a check (`arrears`, `direct_debit`, `prepaid_balance`,
+        `block`, `account_closed` or one the hub does not know yet), whether
+        it stops the transfer, and an amount in fen or a reason where it has
+        one.
+        """
+        path = f"/accounts/{quote(account_no, safe='')}/transfer-check"
+        response = self.request("GET", path)
+        if response.status_code == 404:
+            raise AccountNotFound(
+                self.partner, "account not found", status=404, retryable=False
+            )
+        data = self._ok(response)
+        _expect_fields(self.partner, data, ("transferable", "items"))
+        items = data["items"]
+        if not isinstance(data["transferable"], bool) or not isinstance(items, list):
+            raise PartnerError(self.partner, "transfer check has the wrong types")
+        return {
+            "transferable": data["transferable"],
+            "items": [self._check_item(item) for item in items],
+        }
+
+    def _check_item(self, item):
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("item"), str)
+            and isinstance(item.get("blocking"), bool)
+        ):
+            log.warning("partner sent an invalid check item partner=%s", self.partner)
+            raise PartnerError(self.partner, "a transfer check item is invalid")
+        amount = item.get("amount_fen")
+        if amount is not None and (
+            not isinstance(amount, int) or isinstance(amount, bool) or amount < 0
+        ):
+            raise PartnerError(self.partner, "amount_fen is not a whole fen amount")
+        reason = item.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise PartnerError(self.partner, "a check item's reason is not text")
+        return {
+            "item": item["item"][:32],
+            "blocking": item["blocking"],
+            "amount_fen": amount,
+            "reason": reason[:200] if reason else None,
+        }
+
     def report_payment(self, account_no, payment_id, amount_fen, paid_at):
         """Tell the utility that the hub collected a payment for the account."""
         path = f"/accounts/{quote(account_no, safe='')}/payments"

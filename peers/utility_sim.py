@@ -104,6 +104,10 @@ class Account:
     arrears_fen: int
     status: str
     direct_debit: bool
+    # Money paid in advance and not yet used, owed back to the holder.
+    prepaid_fen: int = 0
+    # Why the utility holds the account back from any transfer, if it does.
+    block_reason: str | None = None
 
     def to_json(self) -> dict:
         return {
@@ -113,6 +117,36 @@ class Account:
             "account_address": self.account_address,
             "status": self.status,
             "direct_debit": self.direct_debit,
+            "prepaid_fen": self.prepaid_fen,
+            "block_reason": self.block_reason,
+        }
+
+    def transfer_check(self) -> dict:
+        """Return whether the account can move to a new holder, item by item."""
+        items = [
+            {
+                "item": "arrears",
+                "blocking": self.arrears_fen > 0,
+                "amount_fen": self.arrears_fen,
+            },
+            {"item": "direct_debit", "blocking": self.direct_debit},
+            {
+                "item": "prepaid_balance",
+                "blocking": False,
+                "amount_fen": self.prepaid_fen,
+            },
+            {
+                "item": "block",
+                "blocking": self.block_reason is not None,
+                "reason": self.block_reason,
+            },
+            {"item": "account_closed", "blocking": self.status == "closed"},
+        ]
+        return {
+            "account_no": self.account_no,
+            "transferable": not any(item["blocking"] for item in items),
+            "items": items,
+            "as_of": now_iso(),
         }
 
 
@@ -313,6 +347,20 @@ def parse_accounts(items: object) -> list[Account]:
         address = item.get("account_address")
         if not isinstance(address, str):
             raise _invalid(prefix + "account_address", "must be a string")
+        prepaid_fen = item.get("prepaid_fen", 0)
+        if (
+            isinstance(prepaid_fen, bool)
+            or not isinstance(prepaid_fen, int)
+            or prepaid_fen < 0
+        ):
+            raise _invalid(prefix + "prepaid_fen", "must be an integer >= 0")
+        block_reason = item.get("block_reason")
+        if block_reason is not None and not (
+            isinstance(block_reason, str) and block_reason.strip()
+        ):
+            raise _invalid(
+                prefix + "block_reason", "must be a non-empty string or null"
+            )
         accounts.append(
             Account(
                 utility=code,
@@ -323,6 +371,8 @@ def parse_accounts(items: object) -> list[Account]:
                 arrears_fen=arrears_fen,
                 status=status,
                 direct_debit=direct_debit,
+                prepaid_fen=prepaid_fen,
+                block_reason=block_reason,
             )
         )
     return accounts
@@ -467,6 +517,10 @@ class UtilitySimulator:
     def account_json(self, utility: Utility, account_no: str) -> dict:
         with self._lock:
             return self._get_account(utility, account_no).to_json()
+
+    def transfer_check_json(self, utility: Utility, account_no: str) -> dict:
+        with self._lock:
+            return self._get_account(utility, account_no).transfer_check()
 
     def arrears_json(self, utility: Utility, account_no: str) -> dict:
         with self._lock:
@@ -1001,6 +1055,12 @@ def create_app(config: dict) -> Flask:
         utility = _utility_or_404(code)
         simulator.authenticate(utility)
         return jsonify(simulator.account_json(utility, account_no))
+
+    @app.get("/<code>/accounts/<account_no>/transfer-check")
+    def get_transfer_check(code, account_no):
+        utility = _utility_or_404(code)
+        simulator.authenticate(utility)
+        return jsonify(simulator.transfer_check_json(utility, account_no))
 
     @app.get("/<code>/accounts/<account_no>/arrears")
     def get_arrears(code, account_no):

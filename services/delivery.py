@@ -47,7 +47,13 @@ def _decimal_text(value):
 
 
 def build_push(transfer):
-    """Return the Annex 2 fields for one transfer, as the utility receives them."""
+    """Return the Annex 2 fields for one transfer, as the utility receives them.
+
+    `transfer_check` adds the utility's own answer, before submission, on
+    whether the account could transfer, as the applicant saw it.
+    """
+    from services import transfer_checks
+
     business = transfer.case.business
     account = transfer.account
     return {
@@ -69,6 +75,7 @@ def build_push(transfer):
         "account_confirmed": transfer.account_confirmed,
         "agreement_accepted": transfer.agreement_accepted_at is not None,
         "agreement_version": transfer.agreement.version if transfer.agreement else None,
+        "transfer_check": transfer_checks.push_fields(transfer),
     }
 
 

@@ -33,6 +33,7 @@ EXPECTED = {
     "POST /cases/{case_id}/accounts": CASE,
     "GET /cases/{case_id}/arrears": CASE,
     "GET /cases/{case_id}/progress": CASE,
+    "GET /cases/{case_id}/transfer-checks": CASE,
     "POST /cases/{case_id}/submission": CASE,
     "POST /cases/{case_id}/withdrawal": CASE,
     "POST /cases/{case_id}/transfers/{transfer_id}/confirmation": CASE,
