@@ -1,9 +1,9 @@
 """Asking each utility, before submission, whether an account can transfer.
 
-A utility answers item by item: arrears, a direct debit from the seller's
+A utility reports item by item: arrears, a direct debit from the seller's
 bank account, a prepaid balance, a block, a closed account. The hub keeps
-the latest answer on the transfer, shows each item with what to do, refuses
-a submission while an account is blocked or closed, and sends the answer
+the latest result on the transfer, shows each item with what to do, refuses
+a submission while an account is blocked or closed, and sends the result
 with the push so the utility sees what the applicant saw.
 """
 
@@ -19,7 +19,7 @@ from services.errors import Conflict
 
 log = logging.getLogger(__name__)
 
-# An answer older than this is asked again before the case is submitted.
+# A result older than this is checked again before the case is submitted.
 MAX_AGE = timedelta(hours=24)
 
 # Items that no step in this service can clear: the applicant must go to the
@@ -67,7 +67,7 @@ def advice(item):
 
 
 def check_transfer(transfer):
-    """Ask the transfer's utility now and store the answer; return the view."""
+    """Ask the transfer's utility now and store the result; return the view."""
     utility = transfer.utility
     if utility.connection != "system":
         return view(transfer, "not_connected")
@@ -97,7 +97,7 @@ def check_transfer(transfer):
 
 
 def check_case(case, only_stale=False):
-    """Check every transfer of the case; with `only_stale`, only old answers."""
+    """Check every transfer of the case; with `only_stale`, only old results."""
     views = []
     for transfer in case.transfers.order_by(Transfer.id):
         fresh = transfer.checked_at and utcnow() - transfer.checked_at < MAX_AGE
@@ -130,7 +130,7 @@ def view(transfer, state=None):
 
 
 def require_transferable(views):
-    """Raise 409 when an answer has an item that only the utility can clear."""
+    """Raise 409 when a result has an item that only the utility can clear."""
     stopped = {}
     for entry in views:
         reasons = [
