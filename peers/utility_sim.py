@@ -117,8 +117,6 @@ class Account:
             "account_address": self.account_address,
             "status": self.status,
             "direct_debit": self.direct_debit,
-            "prepaid_fen": self.prepaid_fen,
-            "block_reason": self.block_reason,
         }
 
     def transfer_check(self) -> dict:
@@ -997,6 +995,8 @@ class UtilitySimulator:
                     "utility": account.utility,
                     **account.to_json(),
                     "arrears_fen": account.arrears_fen,
+                    "prepaid_fen": account.prepaid_fen,
+                    "block_reason": account.block_reason,
                 }
                 for account in self._accounts.values()
                 if code is None or account.utility == code
