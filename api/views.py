@@ -6,7 +6,7 @@ from api.fields import LocalDateTime, to_local
 from domain.masking import mask_address, mask_id_number, mask_name
 from models import Party, Transfer, TransferEvent
 from models.fields import data_keys
-from services import reconciliation_queue, timeline, transfer_checks
+from services import meter_readings, reconciliation_queue, timeline, transfer_checks
 
 
 class PersonView(Schema):
@@ -14,6 +14,14 @@ class PersonView(Schema):
     id_type = fields.String()
     id_number = fields.String()
     is_me = fields.Boolean()
+
+
+class ReadingSchema(Schema):
+    value = fields.String(metadata={"description": "Decimal text, in `unit`"})
+    unit = fields.String()
+    read_at = fields.String()
+    method = fields.String(metadata={"description": "remote, estimated or manual"})
+    disputed = fields.Boolean()
 
 
 class TransferSchema(Schema):
@@ -36,6 +44,11 @@ class TransferSchema(Schema):
     status = fields.String()
     status_label = fields.String()
     return_reason = fields.String(allow_none=True)
+    final_reading = fields.Nested(
+        ReadingSchema,
+        allow_none=True,
+        metadata={"description": "The meter reading on the transfer day, when taken"},
+    )
     check_state = fields.String(
         allow_none=True,
         metadata={
@@ -279,8 +292,10 @@ def holder_relation(holder_ids, parties):
     return "other"
 
 
-def transfer_view(transfer, viewer, parties=None):
+def transfer_view(transfer, viewer, parties=None, readings=None):
     parties = parties if parties is not None else _parties(transfer.case.business)
+    if readings is None:
+        readings = meter_readings.readings_of([transfer])
     link = transfer.account
     holder_ids = (link.holder_id_numbers if link else None) or []
     viewer_is_holder = viewer.id_number in holder_ids
@@ -308,6 +323,7 @@ def transfer_view(transfer, viewer, parties=None):
         "status_label": _label(transfer),
         "return_reason": transfer.return_reason,
         "check_state": transfer_checks.state_of(transfer),
+        "final_reading": meter_readings.reading_view(readings.get(transfer.id)),
     }
 
 
@@ -326,9 +342,9 @@ def _maybe(value, mask, is_owner):
 
 def transfer_views(case, viewer, parties=None):
     parties = parties if parties is not None else _parties(case.business)
-    return [
-        transfer_view(t, viewer, parties) for t in case.transfers.order_by(Transfer.id)
-    ]
+    transfers = list(case.transfers.order_by(Transfer.id))
+    readings = meter_readings.readings_of(transfers)
+    return [transfer_view(t, viewer, parties, readings) for t in transfers]
 
 
 def progress_view(case):

@@ -10,6 +10,7 @@ from models.cases import (
     TransferEvent,
 )
 from models.idempotency import IdempotencyRecord
+from models.meter_readings import MeterReading
 from models.outbox import OutboxMessage, PartnerMessage
 from models.partners import PartnerKey
 from models.payments import Payment, Refund
@@ -49,6 +50,7 @@ ALL_MODELS = (
     RosterEntry,
     PartnerKey,
     CaseChange,
+    MeterReading,
 )
 
 __all__ = [model.__name__ for model in ALL_MODELS] + ["ALL_MODELS"]

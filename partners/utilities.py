@@ -122,6 +122,28 @@ class UtilityClient(SignedClient):
             "reason": reason[:200] if reason else None,
         }
 
+    def read_meter(self, account_no, transfer_id, reading_date):
+        """Request the account's meter reading for the transfer day; return it."""
+        path = f"/accounts/{quote(account_no, safe='')}/meter-readings"
+        payload = {"transfer_id": transfer_id, "reading_date": reading_date}
+        data = self._ok(self.request("POST", path, payload))
+        fields = ("reading_id", "value", "unit", "read_at", "method")
+        _expect_fields(self.partner, data, fields)
+        if not all(isinstance(data[name], str) and data[name] for name in fields):
+            log.warning("partner sent an invalid reading partner=%s", self.partner)
+            raise PartnerError(self.partner, "a meter reading field is not text")
+        return {name: data[name][:64] for name in fields}
+
+    def dispute_reading(self, reading_id, note, photo_sha256, photo_base64):
+        """Send the applicant's dispute of a reading, with the photo."""
+        path = f"/meter-readings/{quote(reading_id, safe='')}/disputes"
+        payload = {
+            "note": note,
+            "photo_sha256": photo_sha256,
+            "photo_base64": photo_base64,
+        }
+        return self._ok(self.request("POST", path, payload))
+
     def report_payment(self, account_no, payment_id, amount_fen, paid_at):
         """Tell the utility that the hub collected a payment for the account."""
         path = f"/accounts/{quote(account_no, safe='')}/payments"

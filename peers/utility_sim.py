@@ -18,7 +18,10 @@ transfer ids and account numbers, never names, ID numbers or phone numbers.
 """
 
 import argparse
+import base64
+import binascii
 import datetime as dt
+import hashlib
 import heapq
 import json
 import logging
@@ -34,6 +37,7 @@ from urllib.parse import urlsplit
 import requests
 from flask import Flask, jsonify, request
 
+from domain.utilities import METER_UNITS
 from partners.signing import (
     WINDOW_SECONDS,
     SignatureError,
@@ -428,6 +432,8 @@ class UtilitySimulator:
         self._accounts: dict[tuple[str, str], Account] = {}
         self._payments: dict[tuple[str, str], Payment] = {}
         self._transfers: dict[tuple[str, str], TransferRecord] = {}
+        self._readings: dict[tuple[str, str], dict] = {}
+        self._disputes: dict[tuple[str, str], dict] = {}
         # (expiry, partner, message_id) in a heap, so old ids leave in order.
         self._seen_expiry: list[tuple[float, str, str]] = []
         self._seen: set[tuple[str, str]] = set()
@@ -515,6 +521,84 @@ class UtilitySimulator:
     def account_json(self, utility: Utility, account_no: str) -> dict:
         with self._lock:
             return self._get_account(utility, account_no).to_json()
+
+    def read_meter(self, utility: Utility, account_no: str, body: object) -> dict:
+        """Return the account's reading for a transfer day, the same one each time.
+
+        The reading is derived from the account number, so that a test can
+        predict it, and grows by one unit a day from 2026-01-01.
+        """
+        unit = METER_UNITS.get(utility.kind)
+        if unit is None:
+            raise RequestError(
+                400, "not_metered", f"Utility {utility.code} has no meters to read."
+            )
+        if not isinstance(body, dict):
+            raise RequestError(
+                400, "invalid_request", "The request must be a JSON object."
+            )
+        transfer_id = _require_text(body, "transfer_id")
+        try:
+            day = dt.date.fromisoformat(_require_text(body, "reading_date"))
+        except ValueError:
+            raise _invalid("reading_date", "must be a date as YYYY-MM-DD") from None
+        with self._lock:
+            self._get_account(utility, account_no)
+            key = (utility.code, transfer_id)
+            if key not in self._readings:
+                base = sum(account_no.encode()) * 7 % 9000
+                days = (day - dt.date(2026, 1, 1)).days
+                serial = len(self._readings) + 1
+                self._readings[key] = {
+                    "reading_id": f"{utility.code.upper()}-MR-{serial:06d}",
+                    "transfer_id": transfer_id,
+                    "account_no": account_no,
+                    "reading_date": day.isoformat(),
+                    "value": f"{base + max(days, 0)}.{len(account_no) % 10}",
+                    "unit": unit,
+                    "read_at": now_iso(),
+                    "method": "remote",
+                }
+            return dict(self._readings[key])
+
+    def record_dispute(self, utility: Utility, reading_id: str, body: object) -> dict:
+        """Keep a disputed reading's note and photo, once per photo."""
+        if not isinstance(body, dict):
+            raise RequestError(
+                400, "invalid_request", "The dispute must be a JSON object."
+            )
+        note = _require_text(body, "note")
+        digest = _require_text(body, "photo_sha256")
+        try:
+            photo = base64.b64decode(_require_text(body, "photo_base64"), validate=True)
+        except binascii.Error:
+            raise _invalid("photo_base64", "must be base64") from None
+        if hashlib.sha256(photo).hexdigest() != digest:
+            raise _invalid("photo_sha256", "does not match the photo")
+        with self._lock:
+            known = [
+                r for r in self._readings.values() if r["reading_id"] == reading_id
+            ]
+            if not known:
+                raise RequestError(
+                    404, "reading_not_found", f"No reading {reading_id} was taken."
+                )
+            key = (reading_id, digest)
+            if key not in self._disputes:
+                serial = len(self._disputes) + 1
+                self._disputes[key] = {
+                    "dispute_id": f"{utility.code.upper()}-DS-{serial:06d}",
+                    "reading_id": reading_id,
+                    "note": note,
+                    "photo_sha256": digest,
+                    "photo_bytes": len(photo),
+                    "received_at": now_iso(),
+                }
+            return dict(self._disputes[key])
+
+    def disputes_json(self) -> list[dict]:
+        with self._lock:
+            return [dict(dispute) for dispute in self._disputes.values()]
 
     def transfer_check_json(self, utility: Utility, account_no: str) -> dict:
         with self._lock:
@@ -1055,6 +1139,24 @@ def create_app(config: dict) -> Flask:
         utility = _utility_or_404(code)
         simulator.authenticate(utility)
         return jsonify(simulator.account_json(utility, account_no))
+
+    @app.post("/<code>/accounts/<account_no>/meter-readings")
+    def post_meter_reading(code, account_no):
+        utility = _utility_or_404(code)
+        simulator.authenticate(utility)
+        body = parse_json_body(request.get_data())
+        return jsonify(simulator.read_meter(utility, account_no, body))
+
+    @app.post("/<code>/meter-readings/<reading_id>/disputes")
+    def post_meter_dispute(code, reading_id):
+        utility = _utility_or_404(code)
+        simulator.authenticate(utility)
+        body = parse_json_body(request.get_data())
+        return jsonify(simulator.record_dispute(utility, reading_id, body)), 202
+
+    @app.get("/_sim/meter-disputes")
+    def sandbox_list_disputes():
+        return jsonify({"disputes": simulator.disputes_json()})
 
     @app.get("/<code>/accounts/<account_no>/transfer-check")
     def get_transfer_check(code, account_no):

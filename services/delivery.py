@@ -84,6 +84,8 @@ def queue_case_pushes(case):
 
     Runs inside the caller's transaction.
     """
+    from services import meter_readings
+
     transfers = list(Transfer.select().where(Transfer.case == case))
     for transfer in transfers:
         timeline.record(transfer, "registered", "registry")
@@ -98,6 +100,7 @@ def queue_case_pushes(case):
         timeline.record(
             transfer, "awaiting_collection" if channel else "queued", "system"
         )
+    meter_readings.queue_requests(case)
     case.status = "in_progress"
     case.save()
     log.info("pushes queued case=%s transfers=%d", case.id, len(transfers))
@@ -187,9 +190,11 @@ def wake():
 
 def deliver(message):
     """Send one message; return 1 if the partner took it, else record the failure."""
-    from services import settlement, withdrawal
+    from services import meter_readings, settlement, withdrawal
 
     handlers = {
+        meter_readings.READ_METER: meter_readings.send_request,
+        meter_readings.SEND_DISPUTE: meter_readings.send_dispute,
         PUSH: _send_push,
         PAYMENT_REPORT: _send_payment_report,
         settlement.REFUND: settlement.send_refund,
