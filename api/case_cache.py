@@ -16,13 +16,14 @@ errors are the full path's errors.
 """
 
 import functools
+import json
 import logging
 import re
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
 import peewee
 from flask import current_app, g
@@ -120,14 +121,33 @@ def _current_state(case_id, claims, role):
     return (changes, last_change), holders == 1 and revoked == 0
 
 
-def _expiry(cache):
+def _expiry(cache, body=None):
+    """Return when a view must be built again, whatever the database shows.
+
+    That is the earliest of the cache's age limit, the end of the delegation
+    or consent the caller acts under, and the first due time in the view that
+    has not passed, because `overdue` turns true then without any change.
+    """
     expires_at = time.time() + cache.seconds
     authority = g.get("authority")
     grant = authority and (authority.delegation or authority.consent)
     if grant is not None:
         grant_expiry = grant.expires_at.replace(tzinfo=UTC).timestamp()
         expires_at = min(expires_at, grant_expiry)
+    for due in _pending_due_times(body):
+        expires_at = min(expires_at, due)
     return expires_at
+
+
+def _pending_due_times(body):
+    if not body:
+        return []
+    transfers = json.loads(body).get("transfers") or []
+    return [
+        datetime.fromisoformat(transfer["due_at"]).timestamp()
+        for transfer in transfers
+        if transfer.get("due_at") and transfer.get("overdue") is False
+    ]
 
 
 def keeps_case_view(view):
@@ -148,11 +168,12 @@ def keeps_case_view(view):
         response = view(case_id=case_id)
         if response.status_code == 200:
             caller = g.caller
+            body = response.get_data()
             kept = KeptView(
                 revision=revision,
-                expires_at=_expiry(cache),
+                expires_at=_expiry(cache, body),
                 role=None if caller.citizen is not None else caller.role,
-                body=response.get_data(),
+                body=body,
             )
             cache.put((case_id, g.token_claims["sub"]), kept)
         return response

@@ -5,7 +5,7 @@ import json
 import logging
 import re
 import time
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
@@ -450,3 +450,27 @@ def test_old_case_changes_pruned_but_newest_kept(client, homes, app):
     assert case_cache.read_revision(case_id) == (1, newest)
     assert case_cache.read_revision(case_id) != before
     assert case_cache.read_revision(other_id) == (recent_count, recent_newest)
+
+
+def test_kept_view_ends_at_first_due_time(app):
+    cache = case_cache.CaseViewCache(size=10, seconds=3600)
+    soon = time.time() + 120
+    later = time.time() + 600
+    body = json.dumps(
+        {
+            "transfers": [
+                {"due_at": _iso(later), "overdue": False},
+                {"due_at": _iso(soon), "overdue": False},
+                {"due_at": _iso(soon - 600), "overdue": True},
+                {"due_at": None, "overdue": False},
+            ]
+        }
+    ).encode()
+    with app.test_request_context():
+        expires_at = case_cache._expiry(cache, body)
+
+    assert expires_at == pytest.approx(soon, abs=1)
+
+
+def _iso(timestamp):
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
