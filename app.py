@@ -4,10 +4,11 @@ import base64
 import logging
 
 from flask import Flask, jsonify, redirect, send_from_directory
+from flask.sessions import SessionInterface
 
 import api
 import models.db
-from api import errors, limits, openapi, operations, requestlog
+from api import case_cache, errors, limits, openapi, operations, requestlog
 from models.fields import data_keys
 from services import evidence
 from settings import (
@@ -18,6 +19,20 @@ from settings import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class NoCookieSessions(SessionInterface):
+    """Give every request an empty session that is never saved.
+
+    Callers authenticate with bearer tokens, so Flask's signed cookie session
+    would only cost a serializer per request.
+    """
+
+    def open_session(self, app, request):
+        return self.make_null_session(app)
+
+    def save_session(self, app, session, response):
+        return None
 
 
 def create_app(config=None):
@@ -33,6 +48,7 @@ def create_app(config=None):
         JSON_AS_ASCII=False,
     )
     app.json.ensure_ascii = False
+    app.session_interface = NoCookieSessions()
     app.config["PARTNER_SECRETS"] = read_partner_secrets(
         app.config["PARTNER_SECRETS_FILE"]
     )
@@ -54,6 +70,7 @@ def create_app(config=None):
     for blueprint in api.BLUEPRINTS:
         rest.register_blueprint(blueprint, url_prefix="/api/v1")
     register_pages(app)
+    app.wsgi_app = case_cache.KeptViewServer(app)
     return app
 
 

@@ -20,6 +20,11 @@ DEFAULTS = {
     "JWT_ISSUER": "lianban",
     "JWT_AUDIENCE": "lianban-api",
     "ACCESS_TOKEN_SECONDS": 900,
+    # Tokens whose signature each server process remembers having checked.
+    "VERIFIED_TOKEN_CACHE_SIZE": 10_000,
+    # Rendered case views each server process keeps, and for how many seconds.
+    "CASE_VIEW_CACHE_SIZE": 5_000,
+    "CASE_VIEW_CACHE_SECONDS": 600,
     "REFRESH_TOKEN_SECONDS": 14 * 24 * 3600,
     "IDP_URL": None,
     "IDP_APPID": None,
@@ -54,6 +59,7 @@ DEFAULTS = {
     "ROSTER_MAX_ATTEMPTS": 3,
     "READY_TIMEOUT_SECONDS": 1.0,
     "QUEUE_OUTAGE_MAX_BACKOFF_SECONDS": 60.0,
+    "METER_PHOTO_MAX_BYTES": 5 * 1024 * 1024,
     "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
     "METRICS_TOKEN": None,
     "TRANSFER_SERVICE_DAYS": 5,

@@ -1,16 +1,29 @@
 """The applicant's joint-handling case: accounts, agreement, arrears, submission."""
 
-from flask import g, jsonify
+import functools
+
+from flask import current_app, g, jsonify, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api import fields as api_fields
 from api import paging, views
+from api.case_cache import keeps_case_view
+from api.errors import takes_raw_body
 from api.idempotency import idempotent_operation
 from api.openapi import JSON_BODY_ERRORS, bearer_operation
 from api.security import CASE_ROLES, caller_required
-from models import ReconciliationItem
-from services import access, cases, payments, wallets
+from models import ReconciliationItem, Transfer
+from services import (
+    access,
+    cases,
+    meter_readings,
+    payments,
+    transfer_checks,
+    wallets,
+    withdrawal,
+)
+from services.errors import Invalid
 
 blp = Blueprint("cases", __name__, description="A citizen's joint-handling cases")
 
@@ -77,6 +90,7 @@ def open_case(data):
 
 
 @blp.route("/cases/<int:case_id>", methods=["GET"])
+@keeps_case_view
 @caller_required(*CASE_ROLES)
 @bearer_operation(blp, 404)
 @blp.response(200, views.CaseSchema)
@@ -154,6 +168,89 @@ def accept_agreement(data, case_id, transfer_id):
     return views.transfer_view(transfer, g.caller)
 
 
+DISPUTE_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["note", "photo"],
+                "properties": {
+                    "note": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 500,
+                        "description": "What is wrong with the reading",
+                    },
+                    "photo": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "A JPEG or PNG photo of the meter",
+                    },
+                },
+            }
+        }
+    },
+}
+
+
+def _dispute_form():
+    """Return the note and photo bytes of a multipart dispute, or raise 422."""
+    problems = {}
+    unknown = (set(request.form) - {"note"}) | (set(request.files) - {"photo"})
+    for name in sorted(unknown):
+        problems[name] = ["Unknown field."]
+    note = request.form.get("note")
+    if note is None:
+        problems["note"] = ["Missing data for required field."]
+    photo = request.files.get("photo")
+    if photo is None:
+        problems["photo"] = ["Missing data for required field."]
+    if problems:
+        raise Invalid(
+            "validation_failed",
+            "请以 multipart/form-data 提交 note 与 photo 两项。",
+            errors={"form": problems},
+        )
+    return note, photo.read()
+
+
+def _photo_sized(view):
+    """Allow a photo up to METER_PHOTO_MAX_BYTES, before anything reads the body."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        request.max_content_length = current_app.config["METER_PHOTO_MAX_BYTES"]
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@takes_raw_body(None)
+@blp.route(
+    "/cases/<int:case_id>/transfers/<int:transfer_id>/meter-reading/dispute",
+    methods=["POST"],
+)
+@_photo_sized
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404, 409, 413, 422)
+@blp.doc(requestBody=DISPUTE_BODY)
+@blp.response(200, views.TransferSchema)
+def dispute_reading(case_id, transfer_id):
+    """Dispute the transfer day's meter reading, with a photo of the meter
+
+    Send `multipart/form-data` with `note` and `photo` (JPEG or PNG, at most
+    METER_PHOTO_MAX_BYTES, 5 MiB by default), as the mini-program's
+    wx.uploadFile does. The photo goes to the utility, which reads the meter
+    again. A reading can be disputed once; an agency needs the `confirm`
+    scope.
+    """
+    transfer = access.transfer_for(g.caller, case_id, transfer_id, "dispute_reading")
+    note, photo = _dispute_form()
+    meter_readings.dispute(transfer, note, photo)
+    return views.transfer_view(Transfer.get_by_id(transfer.id), g.caller)
+
+
 @blp.route("/cases/<int:case_id>/arrears", methods=["GET"])
 @caller_required(*CASE_ROLES)
 @bearer_operation(blp, 404)
@@ -188,11 +285,65 @@ def start_payment(data, case_id, transfer_id):
 @blp.arguments(EmptySchema, required=False)
 @blp.response(200, views.CaseSchema)
 def submit_case(data, case_id):
-    """Submit the case for joint handling"""
-    case = cases.submit_case(access.case_for(g.caller, case_id, "submit"))
+    """Submit the case for joint handling
+
+    Each utility with a system link is asked first whether its account can
+    transfer, unless it answered within the last 24 hours. An account the
+    utility blocked or closed gets 409 `transfer_blocked`, with what to do per
+    transfer in `errors.transfers`. Arrears, a direct debit and a utility
+    that did not answer are warnings.
+    """
+    case = access.case_for(g.caller, case_id, "submit")
+    cases.require_open(case)
+    checks = transfer_checks.check_case(case, only_stale=True)
+    transfer_checks.require_transferable(checks)
+    case = cases.submit_case(case)
     view = views.case_view(case, g.caller)
-    view["warnings"] = cases.arrears_warnings(case)
+    view["warnings"] = cases.arrears_warnings(case) + transfer_checks.warnings(checks)
     return view
+
+
+@blp.route("/cases/<int:case_id>/transfer-checks", methods=["GET"])
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404)
+@blp.response(200, views.TransferCheckSchema(many=True))
+def get_transfer_checks(case_id):
+    """Ask each utility now whether its account can transfer, with what to do
+
+    Items: arrears, a direct debit from the seller's bank account, a prepaid
+    balance owed back to the seller, a block by the utility, a closed
+    account. A utility without a system link is `not_connected`; one that
+    does not answer is `unavailable`, with its last answer if it gave one.
+    """
+    case = access.case_for(g.caller, case_id)
+    return transfer_checks.check_case(case)
+
+
+class WithdrawalSchema(Schema):
+    reason = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Why the applicant withdraws, shown on the timeline"},
+    )
+
+
+@blp.route("/cases/<int:case_id>/withdrawal", methods=["POST"])
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404, 409, *JSON_BODY_ERRORS)
+@blp.arguments(WithdrawalSchema, required=False)
+@blp.response(200, views.CaseSchema)
+def withdraw_case(data, case_id):
+    """Withdraw the joint handling before the registration completes
+
+    Open transfers become 已撤回, open payment orders are closed at their
+    provider, and arrears already paid through the case are refunded to the
+    payer and reversed at the utility. The case cannot be opened again. After
+    the registration completes, the response is 409 `registration_completed`.
+    An agency needs the `submit` scope.
+    """
+    case = access.case_for(g.caller, case_id, "withdraw")
+    reason = (data or {}).get("reason")
+    return views.case_view(withdrawal.withdraw_by_owner(case, reason), g.caller)
 
 
 @blp.route("/cases/<int:case_id>/progress", methods=["GET"])

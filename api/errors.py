@@ -204,7 +204,7 @@ def reject_nul_in_query():
 
 
 def handle_database_unavailable(error):
-    log.error("database unavailable error=%s", type(error).__name__)
+    log.error("database unavailable error=%s: %s", type(error).__name__, error)
     response, status = error_response(
         503,
         "database_unavailable",

@@ -17,7 +17,19 @@ limiter = Limiter(key_func=get_remote_address)
 def init_app(app):
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["RATE_LIMIT_STORAGE_URL"])
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    for name in ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION"):
+        if app.config.get(name):
+            raise ValueError(
+                f"{name} is not supported: limits are set per operation with the "
+                "decorators in api/limits.py."
+            )
     limiter.init_app(app)
+    # Every limit here is a decorator, which checks its own operation.
+    # flask-limiter 4.1 also installs a hook that looks for default and
+    # application limits before every request; with none configured it finds
+    # nothing, at about a third of the cost of a cached case view, so it is
+    # taken out.
+    app.before_request_funcs[None].remove(limiter._check_request_limit)
 
 
 def _setting(name):

@@ -41,6 +41,12 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+KEPT_CASE_VIEWS = Counter(
+    "lianban_kept_case_views_total",
+    "Case views looked up among the kept ones: served, stale, or none kept",
+    ["result"],
+)
+
 
 @blp.get("/health")
 def health():
@@ -124,8 +130,14 @@ def init_app(app):
     def count_request(response):
         # The route template, not the path, so that ids do not make new series.
         route = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
         started = g.get("metrics_started")
-        if started is not None:
-            LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+        seconds = None if started is None else time.perf_counter() - started
+        record_request(request.method, route, response.status_code, seconds)
         return response
+
+
+def record_request(method, route, status, seconds):
+    """Count a request, and time it when `seconds` is known."""
+    REQUESTS.labels(method, route, str(status)).inc()
+    if seconds is not None:
+        LATENCY.labels(method, route).observe(seconds)

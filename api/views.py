@@ -6,7 +6,13 @@ from api.fields import LocalDateTime, to_local
 from domain.masking import mask_address, mask_id_number, mask_name
 from models import Party, Transfer, TransferEvent
 from models.fields import data_keys
-from services import deadlines, reconciliation_queue, timeline
+from services import (
+    deadlines,
+    meter_readings,
+    reconciliation_queue,
+    timeline,
+    transfer_checks,
+)
 
 
 class PersonView(Schema):
@@ -14,6 +20,14 @@ class PersonView(Schema):
     id_type = fields.String()
     id_number = fields.String()
     is_me = fields.Boolean()
+
+
+class ReadingSchema(Schema):
+    value = fields.String(metadata={"description": "Decimal text, in `unit`"})
+    unit = fields.String()
+    read_at = fields.String()
+    method = fields.String(metadata={"description": "remote, estimated or manual"})
+    disputed = fields.Boolean()
 
 
 class TransferSchema(Schema):
@@ -38,6 +52,49 @@ class TransferSchema(Schema):
     return_reason = fields.String(allow_none=True)
     due_at = LocalDateTime(allow_none=True)
     overdue = fields.Boolean()
+    final_reading = fields.Nested(
+        ReadingSchema,
+        allow_none=True,
+        metadata={"description": "The meter reading on the transfer day, when taken"},
+    )
+    check_state = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "The utility's answer on whether the account can "
+            "transfer: ok, action_needed, or null before it was asked"
+        },
+    )
+
+
+class CheckItemSchema(Schema):
+    item = fields.String(
+        metadata={
+            "description": "arrears, direct_debit, prepaid_balance, block, "
+            "account_closed, or another check the utility makes"
+        }
+    )
+    blocking = fields.Boolean(
+        metadata={"description": "Whether the item stops the transfer until cleared"}
+    )
+    amount_fen = fields.Integer(allow_none=True)
+    reason = fields.String(allow_none=True)
+    advice = fields.String(metadata={"description": "What to do, in Chinese"})
+
+
+class TransferCheckSchema(Schema):
+    transfer_id = fields.Integer()
+    service_org = fields.String()
+    account_no = fields.String()
+    state = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "ok, action_needed, unavailable (the utility did not "
+            "answer), not_connected (no system link), or null"
+        },
+    )
+    transferable = fields.Boolean(allow_none=True)
+    items = fields.List(fields.Nested(CheckItemSchema))
+    checked_at = LocalDateTime(allow_none=True)
 
 
 class CaseSummarySchema(Schema):
@@ -243,8 +300,10 @@ def holder_relation(holder_ids, parties):
     return "other"
 
 
-def transfer_view(transfer, viewer, parties=None):
+def transfer_view(transfer, viewer, parties=None, readings=None):
     parties = parties if parties is not None else _parties(transfer.case.business)
+    if readings is None:
+        readings = meter_readings.readings_of([transfer])
     link = transfer.account
     holder_ids = (link.holder_id_numbers if link else None) or []
     viewer_is_holder = viewer.id_number in holder_ids
@@ -272,6 +331,8 @@ def transfer_view(transfer, viewer, parties=None):
         "status_label": _label(transfer),
         "return_reason": transfer.return_reason,
         **deadlines.due_fields(transfer),
+        "check_state": transfer_checks.state_of(transfer),
+        "final_reading": meter_readings.reading_view(readings.get(transfer.id)),
     }
 
 
@@ -290,9 +351,9 @@ def _maybe(value, mask, is_owner):
 
 def transfer_views(case, viewer, parties=None):
     parties = parties if parties is not None else _parties(case.business)
-    return [
-        transfer_view(t, viewer, parties) for t in case.transfers.order_by(Transfer.id)
-    ]
+    transfers = list(case.transfers.order_by(Transfer.id))
+    readings = meter_readings.readings_of(transfers)
+    return [transfer_view(t, viewer, parties, readings) for t in transfers]
 
 
 def progress_view(case):

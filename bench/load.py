@@ -60,6 +60,10 @@ log = logging.getLogger("bench.load")
 
 HOST = "127.0.0.1"
 CASE_PATH = "/api/v1/cases/{case_id}"
+# A pool of connections, as production has on PostgreSQL.
+DEFAULT_DATABASE_URL = (
+    "sqlite+pool:///{var_dir}/lianban.db?max_connections=32&timeout=10"
+)
 SIDES = ("service", "bare")
 TARGET_RATIO = 0.70
 TARGET_P95_MS = 50.0
@@ -658,11 +662,12 @@ def profile_request(var_dir, config, path, token, requests):
     """Return the CPU seconds of the whole request alone and the timer of each step.
 
     The first pass times only the whole request, so that it shows what the
-    timing of every step adds in the second pass.
+    timing of every step adds in the second pass. Kept views are off, so that
+    each request builds the case view as the first request for a case does.
     """
     from app import create_app
 
-    app = create_app({"VAR_DIR": str(var_dir), **config})
+    app = create_app({"VAR_DIR": str(var_dir), **config, "CASE_VIEW_CACHE_SIZE": 0})
     profile_steps(app, path, token, 20, ["request"])
     alone = profile_steps(app, path, token, requests, ["request"])
     timer = profile_steps(app, path, token, requests, profiled_targets(app))
@@ -685,8 +690,9 @@ def format_profile(alone_seconds, timer, requests):
     """Return the Markdown table of the steps of one request."""
     whole = timer.seconds["request"]
     text = (
-        f"Profile of {requests:,} requests in one process through Flask's test "
-        f"client, after 20 unmeasured: {1000 * alone_seconds / requests:.2f} ms "
+        f"Profile of {requests:,} requests with kept views off, in one process "
+        "through Flask's test client, after 20 unmeasured: "
+        f"{1000 * alone_seconds / requests:.2f} ms "
         f"of CPU per request when only the whole request is timed, and "
         f"{1000 * whole / requests:.2f} ms when every step below is timed. "
         f"Each request ran {timer.calls['query'] / requests:.0f} queries. "
@@ -863,7 +869,8 @@ def machine_facts(args):
         "python": platform.python_version(),
         "gunicorn": metadata.version("gunicorn"),
         "generator": generator,
-        "database": database_label(args.database_url),
+        "database": database_label(args.database_url)
+        + (", kept case views off" if args.without_kept_views else ""),
         "load_before": _load_average(),
     }
 
@@ -923,8 +930,10 @@ def command_line(args):
     words += [f"--gunicorn-arg={value}" for value in args.gunicorn_arg]
     if args.py_spy:
         words.append(f"--py-spy {args.py_spy}")
-    if args.database_url:
+    if args.database_url != DEFAULT_DATABASE_URL:
         words.append(f"--database-url '{_without_password(args.database_url)}'")
+    if args.without_kept_views:
+        words.append("--without-kept-views")
     if args.doc:
         words.append(f"--doc {args.doc}")
     lines = [words[0]]
@@ -1003,10 +1012,18 @@ def _add_server_options(parser):
     )
     parser.add_argument(
         "--database-url",
+        default=DEFAULT_DATABASE_URL,
         help="DATABASE_URL to seed and serve, where {var_dir} is replaced by the "
-        "temporary folder, e.g. 'sqlite+pool:///{var_dir}/lianban.db' or an "
-        "empty PostgreSQL database created beforehand (default: SQLite in the "
-        "temporary folder, one connection per request).",
+        "temporary folder, e.g. 'sqlite:///{var_dir}/lianban.db' for a "
+        "connection per request, or an empty PostgreSQL database created "
+        "beforehand (default: pooled SQLite connections in the temporary "
+        "folder, '%(default)s').",
+    )
+    parser.add_argument(
+        "--without-kept-views",
+        action="store_true",
+        help="Serve every request through the full path that builds the case "
+        "view, with no kept views (CASE_VIEW_CACHE_SIZE=0).",
     )
     parser.add_argument(
         "--doc",
@@ -1039,7 +1056,10 @@ def start_servers(servers, var_dir, env, path, token, args):
     stops it even when a later step fails.
     """
     extra = args.gunicorn_arg
-    servers["service"] = Server("service", "wsgi:app", env, var_dir, extra)
+    service_env = env
+    if args.without_kept_views:
+        service_env = env | {"LIANBAN_CASE_VIEW_CACHE_SIZE": "0"}
+    servers["service"] = Server("service", "wsgi:app", service_env, var_dir, extra)
     servers["service"].wait_ready()
     body_file = var_dir / "case.json"
     store_case_body(servers["service"], path, token, body_file)

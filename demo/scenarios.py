@@ -65,6 +65,8 @@ class Account:
     direct_debit: bool = False
     status: str = "active"
     linked: bool = True
+    prepaid_fen: int = 0
+    block_reason: str | None = None
 
 
 @dataclass
@@ -286,6 +288,8 @@ def simulator_accounts(scenarios):
             "arrears_fen": account.arrears_fen,
             "status": account.status,
             "direct_debit": account.direct_debit,
+            "prepaid_fen": account.prepaid_fen,
+            "block_reason": account.block_reason,
         }
         for scenario in scenarios
         for account in scenario.accounts

@@ -21,6 +21,9 @@ UTILITIES = (
     UtilityInfo("tv", "中国广电济南市分公司", "tv", "channel"),
 )
 
+# The unit each metered kind of utility reads; cable TV has no meter.
+METER_UNITS = {"water": "m³", "power": "kWh", "gas": "m³", "heat": "GJ"}
+
 KIND_LABELS = {
     "water": "供水",
     "power": "供电",

@@ -1,5 +1,6 @@
 """The database models, in the order their tables are created."""
 
+from models.case_changes import CaseChange
 from models.cases import (
     Case,
     Citizen,
@@ -11,6 +12,7 @@ from models.cases import (
 from models.deadlines import OverdueAlert
 from models.evidence import EvidenceEntry, EvidenceHead, EvidenceKey
 from models.idempotency import IdempotencyRecord
+from models.meter_readings import MeterReading
 from models.notifications import Notice, ReleaseNotice, SmsSetting, SubscribeChoice
 from models.outbox import OutboxMessage, PartnerMessage
 from models.partners import PartnerKey
@@ -58,6 +60,8 @@ ALL_MODELS = (
     SmsSetting,
     Notice,
     ReleaseNotice,
+    CaseChange,
+    MeterReading,
 )
 
 __all__ = [model.__name__ for model in ALL_MODELS] + ["ALL_MODELS"]

@@ -3,7 +3,7 @@
 import peewee
 
 from models.base import BaseModel, utcnow
-from models.fields import SealedField
+from models.fields import JSONField, SealedField
 from models.registry import Business
 from models.utilities import AccountLink, Agreement, Utility
 
@@ -67,6 +67,10 @@ class Transfer(BaseModel):
     agreement_accepted_at = peewee.DateTimeField(null=True)
     arrears_fen = peewee.IntegerField(null=True)
     arrears_checked_at = peewee.DateTimeField(null=True)
+    # The utility's latest answer on whether the account can transfer, with
+    # its items, and when the hub asked.
+    check_result = JSONField(null=True)
+    checked_at = peewee.DateTimeField(null=True)
     status = peewee.CharField(max_length=32, default="draft")
     return_reason = peewee.TextField(null=True)
     # When the utility took the push (or collected it) and the end of its

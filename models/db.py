@@ -40,7 +40,8 @@ def connect_checked():
     if that fails.
     """
     database.connect(reuse_if_open=True)
-    if not isinstance(database.obj, PooledDatabase):
+    # A SQLite file cannot go away under an open connection.
+    if not isinstance(database.obj, PooledDatabase) or is_sqlite():
         return
     try:
         database.execute_sql("SELECT 1")

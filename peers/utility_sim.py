@@ -20,7 +20,10 @@ transfer ids and account numbers, never names, ID numbers or phone numbers.
 """
 
 import argparse
+import base64
+import binascii
 import datetime as dt
+import hashlib
 import heapq
 import json
 import logging
@@ -36,6 +39,7 @@ from urllib.parse import urlsplit
 import requests
 from flask import Flask, jsonify, request
 
+from domain.utilities import METER_UNITS
 from partners.signing import (
     WINDOW_SECONDS,
     SignatureError,
@@ -113,6 +117,10 @@ class Account:
     arrears_fen: int
     status: str
     direct_debit: bool
+    # Money paid in advance and not yet used, owed back to the holder.
+    prepaid_fen: int = 0
+    # Why the utility holds the account back from any transfer, if it does.
+    block_reason: str | None = None
 
     def to_json(self) -> dict:
         return {
@@ -124,12 +132,43 @@ class Account:
             "direct_debit": self.direct_debit,
         }
 
+    def transfer_check(self) -> dict:
+        """Return whether the account can move to a new holder, item by item."""
+        items = [
+            {
+                "item": "arrears",
+                "blocking": self.arrears_fen > 0,
+                "amount_fen": self.arrears_fen,
+            },
+            {"item": "direct_debit", "blocking": self.direct_debit},
+            {
+                "item": "prepaid_balance",
+                "blocking": False,
+                "amount_fen": self.prepaid_fen,
+            },
+            {
+                "item": "block",
+                "blocking": self.block_reason is not None,
+                "reason": self.block_reason,
+            },
+            {"item": "account_closed", "blocking": self.status == "closed"},
+        ]
+        return {
+            "account_no": self.account_no,
+            "transferable": not any(item["blocking"] for item in items),
+            "items": items,
+            "as_of": now_iso(),
+        }
+
 
 @dataclass
 class Payment:
     account_no: str
     amount_fen: int
     response: dict
+    # What the payment took off the arrears, which a reversal puts back.
+    applied_fen: int = 0
+    reversal: dict | None = None
 
 
 @dataclass
@@ -319,6 +358,20 @@ def parse_accounts(items: object) -> list[Account]:
         address = item.get("account_address")
         if not isinstance(address, str):
             raise _invalid(prefix + "account_address", "must be a string")
+        prepaid_fen = item.get("prepaid_fen", 0)
+        if (
+            isinstance(prepaid_fen, bool)
+            or not isinstance(prepaid_fen, int)
+            or prepaid_fen < 0
+        ):
+            raise _invalid(prefix + "prepaid_fen", "must be an integer >= 0")
+        block_reason = item.get("block_reason")
+        if block_reason is not None and not (
+            isinstance(block_reason, str) and block_reason.strip()
+        ):
+            raise _invalid(
+                prefix + "block_reason", "must be a non-empty string or null"
+            )
         accounts.append(
             Account(
                 utility=code,
@@ -329,6 +382,8 @@ def parse_accounts(items: object) -> list[Account]:
                 arrears_fen=arrears_fen,
                 status=status,
                 direct_debit=direct_debit,
+                prepaid_fen=prepaid_fen,
+                block_reason=block_reason,
             )
         )
     return accounts
@@ -400,6 +455,8 @@ class UtilitySimulator:
         self._transfers: dict[tuple[str, str], TransferRecord] = {}
         # Every transfer received, repeats included, in arrival order.
         self._arrivals: list[dict] = []
+        self._readings: dict[tuple[str, str], dict] = {}
+        self._disputes: dict[tuple[str, str], dict] = {}
         # (expiry, partner, message_id) in a heap, so old ids leave in order.
         self._seen_expiry: list[tuple[float, str, str]] = []
         self._seen: set[tuple[str, str]] = set()
@@ -493,6 +550,88 @@ class UtilitySimulator:
         with self._lock:
             return self._get_account(utility, account_no).to_json()
 
+    def read_meter(self, utility: Utility, account_no: str, body: object) -> dict:
+        """Return the account's reading for a transfer day, the same one each time.
+
+        The reading is derived from the account number, so that a test can
+        predict it, and grows by one unit a day from 2026-01-01.
+        """
+        unit = METER_UNITS.get(utility.kind)
+        if unit is None:
+            raise RequestError(
+                400, "not_metered", f"Utility {utility.code} has no meters to read."
+            )
+        if not isinstance(body, dict):
+            raise RequestError(
+                400, "invalid_request", "The request must be a JSON object."
+            )
+        transfer_id = _require_text(body, "transfer_id")
+        try:
+            day = dt.date.fromisoformat(_require_text(body, "reading_date"))
+        except ValueError:
+            raise _invalid("reading_date", "must be a date as YYYY-MM-DD") from None
+        with self._lock:
+            self._get_account(utility, account_no)
+            key = (utility.code, transfer_id)
+            if key not in self._readings:
+                base = sum(account_no.encode()) * 7 % 9000
+                days = (day - dt.date(2026, 1, 1)).days
+                serial = len(self._readings) + 1
+                self._readings[key] = {
+                    "reading_id": f"{utility.code.upper()}-MR-{serial:06d}",
+                    "transfer_id": transfer_id,
+                    "account_no": account_no,
+                    "reading_date": day.isoformat(),
+                    "value": f"{base + max(days, 0)}.{len(account_no) % 10}",
+                    "unit": unit,
+                    "read_at": now_iso(),
+                    "method": "remote",
+                }
+            return dict(self._readings[key])
+
+    def record_dispute(self, utility: Utility, reading_id: str, body: object) -> dict:
+        """Keep a disputed reading's note and photo, once per photo."""
+        if not isinstance(body, dict):
+            raise RequestError(
+                400, "invalid_request", "The dispute must be a JSON object."
+            )
+        note = _require_text(body, "note")
+        digest = _require_text(body, "photo_sha256")
+        try:
+            photo = base64.b64decode(_require_text(body, "photo_base64"), validate=True)
+        except binascii.Error:
+            raise _invalid("photo_base64", "must be base64") from None
+        if hashlib.sha256(photo).hexdigest() != digest:
+            raise _invalid("photo_sha256", "does not match the photo")
+        with self._lock:
+            known = [
+                r for r in self._readings.values() if r["reading_id"] == reading_id
+            ]
+            if not known:
+                raise RequestError(
+                    404, "reading_not_found", f"No reading {reading_id} was taken."
+                )
+            key = (reading_id, digest)
+            if key not in self._disputes:
+                serial = len(self._disputes) + 1
+                self._disputes[key] = {
+                    "dispute_id": f"{utility.code.upper()}-DS-{serial:06d}",
+                    "reading_id": reading_id,
+                    "note": note,
+                    "photo_sha256": digest,
+                    "photo_bytes": len(photo),
+                    "received_at": now_iso(),
+                }
+            return dict(self._disputes[key])
+
+    def disputes_json(self) -> list[dict]:
+        with self._lock:
+            return [dict(dispute) for dispute in self._disputes.values()]
+
+    def transfer_check_json(self, utility: Utility, account_no: str) -> dict:
+        with self._lock:
+            return self._get_account(utility, account_no).transfer_check()
+
     def arrears_json(self, utility: Utility, account_no: str) -> dict:
         with self._lock:
             arrears_fen = self._get_account(utility, account_no).arrears_fen
@@ -529,7 +668,9 @@ class UtilitySimulator:
                     "arrears_fen": account.arrears_fen,
                     "as_of": now_iso(),
                 }
-                self._payments[key] = Payment(account_no, amount_fen, response)
+                self._payments[key] = Payment(
+                    account_no, amount_fen, response, before - account.arrears_fen
+                )
         if repeated:
             logger.info(
                 "repeated payment utility=%s account_no=%s payment_id=%s",
@@ -558,6 +699,47 @@ class UtilitySimulator:
                     amount_fen - before,
                 )
         return dict(response)
+
+    def reverse_payment(
+        self, utility: Utility, account_no: str, payment_id: str, body: object
+    ) -> dict:
+        """Put a reported payment's amount back on the arrears, once."""
+        if not isinstance(body, dict):
+            raise RequestError(
+                400, "invalid_request", "The reversal must be a JSON object."
+            )
+        amount_fen = _require_fen(body, "amount_fen", minimum=1)
+        with self._lock:
+            account = self._get_account(utility, account_no)
+            payment = self._payments.get((utility.code, payment_id))
+            if payment is None or payment.account_no != account_no:
+                raise RequestError(
+                    404,
+                    "payment_not_found",
+                    f"No payment {payment_id} was reported for account {account_no}.",
+                )
+            if payment.amount_fen != amount_fen:
+                raise RequestError(
+                    409,
+                    "payment_conflict",
+                    f"payment_id {payment_id} was reported with amount_fen "
+                    f"{payment.amount_fen}, not {amount_fen}.",
+                )
+            if payment.reversal is None:
+                account.arrears_fen += payment.applied_fen
+                payment.reversal = {
+                    "account_no": account_no,
+                    "payment_id": payment_id,
+                    "arrears_fen": account.arrears_fen,
+                    "reversed_at": now_iso(),
+                }
+                logger.info(
+                    "payment reversed utility=%s account_no=%s payment_id=%s",
+                    utility.code,
+                    account_no,
+                    payment_id,
+                )
+            return dict(payment.reversal)
 
     # Transfers.
 
@@ -982,6 +1164,8 @@ class UtilitySimulator:
                     "utility": account.utility,
                     **account.to_json(),
                     "arrears_fen": account.arrears_fen,
+                    "prepaid_fen": account.prepaid_fen,
+                    "block_reason": account.block_reason,
                 }
                 for account in self._accounts.values()
                 if code is None or account.utility == code
@@ -1042,6 +1226,30 @@ def create_app(config: dict) -> Flask:
         simulator.authenticate(utility)
         return jsonify(simulator.account_json(utility, account_no))
 
+    @app.post("/<code>/accounts/<account_no>/meter-readings")
+    def post_meter_reading(code, account_no):
+        utility = _utility_or_404(code)
+        simulator.authenticate(utility)
+        body = parse_json_body(request.get_data())
+        return jsonify(simulator.read_meter(utility, account_no, body))
+
+    @app.post("/<code>/meter-readings/<reading_id>/disputes")
+    def post_meter_dispute(code, reading_id):
+        utility = _utility_or_404(code)
+        simulator.authenticate(utility)
+        body = parse_json_body(request.get_data())
+        return jsonify(simulator.record_dispute(utility, reading_id, body)), 202
+
+    @app.get("/_sim/meter-disputes")
+    def sandbox_list_disputes():
+        return jsonify({"disputes": simulator.disputes_json()})
+
+    @app.get("/<code>/accounts/<account_no>/transfer-check")
+    def get_transfer_check(code, account_no):
+        utility = _utility_or_404(code)
+        simulator.authenticate(utility)
+        return jsonify(simulator.transfer_check_json(utility, account_no))
+
     @app.get("/<code>/accounts/<account_no>/arrears")
     def get_arrears(code, account_no):
         utility = _utility_or_404(code)
@@ -1054,6 +1262,13 @@ def create_app(config: dict) -> Flask:
         simulator.authenticate(utility)
         body = parse_json_body(request.get_data())
         return jsonify(simulator.record_payment(utility, account_no, body))
+
+    @app.post("/<code>/accounts/<account_no>/payments/<payment_id>/reversal")
+    def post_payment_reversal(code, account_no, payment_id):
+        utility = _utility_or_404(code)
+        simulator.authenticate(utility)
+        body = parse_json_body(request.get_data())
+        return jsonify(simulator.reverse_payment(utility, account_no, payment_id, body))
 
     @app.post("/<code>/transfers")
     def post_transfer(code):

@@ -41,6 +41,10 @@ ACTION_SCOPES = {
     "agreement": "agreement",
     "pay": "pay",
     "submit": "submit",
+    # A reading belongs to the account's information.
+    "dispute_reading": "confirm",
+    # Withdrawing undoes a submission, so it needs the same scope.
+    "withdraw": "submit",
 }
 
 

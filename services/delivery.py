@@ -50,7 +50,13 @@ def _decimal_text(value):
 
 
 def build_push(transfer):
-    """Return the Annex 2 fields for one transfer, as the utility receives them."""
+    """Return the Annex 2 fields for one transfer, as the utility receives them.
+
+    `transfer_check` adds the utility's own answer, before submission, on
+    whether the account could transfer, as the applicant saw it.
+    """
+    from services import transfer_checks
+
     business = transfer.case.business
     account = transfer.account
     return {
@@ -72,6 +78,7 @@ def build_push(transfer):
         "account_confirmed": transfer.account_confirmed,
         "agreement_accepted": transfer.agreement_accepted_at is not None,
         "agreement_version": transfer.agreement.version if transfer.agreement else None,
+        "transfer_check": transfer_checks.push_fields(transfer),
     }
 
 
@@ -80,6 +87,8 @@ def queue_case_pushes(case):
 
     Runs inside the caller's transaction.
     """
+    from services import meter_readings
+
     transfers = list(Transfer.select().where(Transfer.case == case))
     for transfer in transfers:
         timeline.record(transfer, "registered", "registry")
@@ -94,6 +103,7 @@ def queue_case_pushes(case):
         timeline.record(
             transfer, "awaiting_collection" if channel else "queued", "system"
         )
+    meter_readings.queue_requests(case)
     case.status = "in_progress"
     case.save()
     log.info("pushes queued case=%s transfers=%d", case.id, len(transfers))
@@ -191,13 +201,17 @@ def wake():
 
 def deliver(message):
     """Send one message; return 1 if the partner took it, else record the failure."""
-    from services import notifications, settlement
+    from services import meter_readings, notifications, settlement, withdrawal
 
     handlers = {
         notifications.NOTICE: notifications.send_notice,
+        meter_readings.READ_METER: meter_readings.send_request,
+        meter_readings.SEND_DISPUTE: meter_readings.send_dispute,
         PUSH: _send_push,
         PAYMENT_REPORT: _send_payment_report,
         settlement.REFUND: settlement.send_refund,
+        withdrawal.CLOSE_PAYMENT: withdrawal.send_close_payment,
+        withdrawal.REVERSE_PAYMENT: withdrawal.send_payment_reversal,
     }
     try:
         handlers[message.kind](message)

@@ -177,6 +177,7 @@ def sweep():
         delivery.forget_old_message_ids()
         housekeeping.forget_old_idempotency_keys()
         housekeeping.mark_overdue_transfers()
+        housekeeping.forget_old_case_changes()
         retention.forget_due_cases()
 
     _in_app(work)

@@ -10,7 +10,7 @@ from models import AccountLink, Business, Case, Party, Unit, UnitCode, Utility
 from models.base import utcnow
 from models.db import locked, retry_on_race, transaction
 from models.fields import data_keys
-from services import delivery
+from services import delivery, withdrawal
 from services.errors import Conflict, Invalid
 
 log = logging.getLogger(__name__)
@@ -229,14 +229,6 @@ def _apply_status(business):
         if case is not None and case.status == "submitted":
             delivery.queue_case_pushes(case)
     elif business.registration_status == "withdrawn":
-        updated = (
-            Case.update(status="withdrawn", closed_at=utcnow())
-            .where(
-                (Case.business == business) & (Case.status.in_(["open", "submitted"]))
-            )
-            .execute()
-        )
-        if updated:
-            log.info(
-                "case withdrawn with its business business_no=%s", business.business_no
-            )
+        case = Case.get_or_none(Case.business == business)
+        if case is not None:
+            withdrawal.withdraw_with_business(case)

@@ -3,17 +3,17 @@
 A provider may report the same payment many times, at once, by notification
 and by query. Each report goes through `settle`, and a conditional update
 from pending to paid lets exactly one of them credit the debt. A payment
-that lands on an order already closed or replaced, or on a debt already
-paid, is kept and refunded.
+that lands on an order already closed or replaced, on a debt already paid,
+or on a withdrawn case, is kept and refunded.
 """
 
 import logging
 import secrets
 from datetime import UTC, datetime
 
-from models import OutboxMessage, Payment, Refund
+from models import Case, OutboxMessage, Payment, Refund, Transfer
 from models.base import utcnow
-from models.db import transaction
+from models.db import locked, transaction
 from payments.errors import PaymentError
 from services import delivery, evidence, timeline
 
@@ -47,6 +47,17 @@ def settle(out_trade_no, transaction_id, amount_fen, paid_at):
 
 def _settle_paid(payment, transaction_id, paid_at):
     with transaction():
+        # The case is locked first, as a withdrawal locks it. A payment that
+        # settles while its case is withdrawn is then either found by the
+        # withdrawal and refunded there, or finds the case withdrawn here.
+        case_id = Transfer.get_by_id(payment.transfer_id).case_id
+        case = locked(Case.select().where(Case.id == case_id)).get()
+        if case.status == "withdrawn" and _mark_paid(
+            payment, "pending", "paid_late", transaction_id, paid_at
+        ):
+            log.warning("payment landed on a withdrawn case payment=%s", payment.id)
+            queue_refund(Payment.get_by_id(payment.id), "联办事项已撤回")
+            return REFUNDING
         if _mark_paid(payment, "pending", "paid", transaction_id, paid_at):
             return _credit(Payment.get_by_id(payment.id))
         current = Payment.get_by_id(payment.id)
@@ -57,7 +68,7 @@ def _settle_paid(payment, transaction_id, paid_at):
             log.warning(
                 "payment landed on a %s order payment=%s", current.status, payment.id
             )
-            _queue_refund(Payment.get_by_id(payment.id), "订单已关闭或已替换")
+            queue_refund(Payment.get_by_id(payment.id), "订单已关闭或已替换")
             return REFUNDING
     return DUPLICATE
 
@@ -83,7 +94,7 @@ def _credit(payment):
     )
     if already_paid:
         Payment.update(status="paid_twice").where(Payment.id == payment.id).execute()
-        _queue_refund(payment, "欠费已由另一笔缴费结清")
+        queue_refund(payment, "欠费已由另一笔缴费结清")
         log.warning(
             "debt paid twice payment=%s transfer=%s", payment.id, payment.transfer_id
         )
@@ -117,7 +128,7 @@ def _flag_amount(payment, amount_fen):
     return FLAGGED
 
 
-def _queue_refund(payment, reason):
+def queue_refund(payment, reason):
     """Record a full refund of `payment` and write the message that sends it."""
     refund = Refund.create(
         payment=payment,

@@ -17,6 +17,7 @@ STATUSES = {
     "completed": ("办结", True),
     "returned": ("退件", True),
     "push_failed": ("推送失败，待人工处理", False),
+    "withdrawn": ("已撤回", True),
 }
 
 # Events that are not status changes but belong on the timeline.
@@ -27,6 +28,8 @@ NOTES = {
     "registered": "不动产登记已登簿",
     "opened": "已创建联办事项",
     "push_retry": "平台已安排重新推送",
+    "meter_read": "服务机构已提供过户日读数",
+    "meter_disputed": "已对过户日读数提出异议",
 }
 
 

@@ -8,6 +8,8 @@ and a refresh token presented twice is rejected.
 """
 
 import logging
+import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -85,8 +87,51 @@ def issue_pair(holder, family=None):
     }
 
 
+class VerifiedTokens:
+    """Claims of tokens whose signature and claims this process has checked.
+
+    Checking a signature costs more than the rest of a cached request, and a
+    page sends the same token with every call. The token's text is the key,
+    so only the very token that was checked is found; its expiry is compared
+    with the clock on every use. Revocation is not cached: callers still look
+    the token's family up in the database.
+    """
+
+    def __init__(self, size):
+        self.size = size
+        self._claims = {}
+        self._lock = threading.Lock()
+
+    def get(self, token, kind):
+        claims = self._claims.get((token, kind))
+        # PyJWT treats a token as expired from the second its `exp` names.
+        if claims is None or claims["exp"] <= time.time():
+            return None
+        return claims
+
+    def add(self, token, kind, claims):
+        if self.size <= 0:
+            return
+        with self._lock:
+            if len(self._claims) >= self.size:
+                # Dicts keep insertion order, so this drops the oldest entry.
+                del self._claims[next(iter(self._claims))]
+            self._claims[(token, kind)] = claims
+
+
+def verified_tokens():
+    extensions = current_app.extensions
+    if "lianban_verified_tokens" not in extensions:
+        size = current_app.config["VERIFIED_TOKEN_CACHE_SIZE"]
+        extensions["lianban_verified_tokens"] = VerifiedTokens(size)
+    return extensions["lianban_verified_tokens"]
+
+
 def decode(token, kind):
     """Return the claims of a valid token of `kind`, or raise Unauthorized."""
+    known = verified_tokens().get(token, kind)
+    if known is not None:
+        return known
     try:
         claims = jwt.decode(
             token,
@@ -103,6 +148,7 @@ def decode(token, kind):
         raise Unauthorized("token_invalid", "登录凭证无效，请重新登录。") from None
     if claims["typ"] != kind:
         raise Unauthorized("token_invalid", "登录凭证类型不符，请重新登录。")
+    verified_tokens().add(token, kind, claims)
     return claims
 
 

@@ -1,0 +1,182 @@
+"""Final meter readings on the transfer day, so the bill splits where it should.
+
+When the registration completes, each metered account (water, power, gas,
+heat) gets a message that requests the utility's reading for that day. The
+reading is stored once and shown on the case and its timeline. The buyer, or
+an agency acting for them, may dispute it with a note and a photo of the
+meter. The photo is sealed on disk and sent to the utility.
+"""
+
+import base64
+import hashlib
+import logging
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+
+from domain.utilities import METER_UNITS
+from models import MeterReading, OutboxMessage, Transfer
+from models.base import utcnow
+from models.db import locked, transaction
+from models.fields import data_keys
+from services import access, delivery, timeline
+from services.errors import Conflict, Invalid, NotFound
+
+log = logging.getLogger(__name__)
+
+READ_METER = "read_meter"
+SEND_DISPUTE = "send_meter_dispute"
+CHINA = ZoneInfo("Asia/Shanghai")
+# The first bytes of each photo format a dispute may carry.
+PHOTO_SIGNATURES = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
+METHOD_LABELS = {"remote": "远程抄表", "estimated": "估算", "manual": "人工抄表"}
+
+
+def queue_requests(case):
+    """Write a reading request for each metered transfer of the case.
+
+    Runs inside the caller's transaction.
+    """
+    reading_date = utcnow().replace(tzinfo=ZoneInfo("UTC")).astimezone(CHINA).date()
+    for transfer in Transfer.select().where(Transfer.case == case):
+        utility = transfer.utility
+        if utility.kind not in METER_UNITS or utility.connection != "system":
+            continue
+        OutboxMessage.create(
+            kind=READ_METER,
+            ref_id=transfer.id,
+            utility_code=utility.code,
+            payload={"reading_date": reading_date.isoformat()},
+        )
+
+
+def send_request(message):
+    """Request the reading from the utility and store it with a timeline entry."""
+    transfer = Transfer.get_by_id(message.ref_id)
+    reading = delivery.utility_client(transfer.utility).read_meter(
+        transfer.account_no, str(transfer.id), message.payload["reading_date"]
+    )
+    with transaction():
+        delivery.mark_done(message)
+        stored, created = MeterReading.get_or_create(
+            transfer=transfer, defaults=dict(reading)
+        )
+        if created:
+            method = METHOD_LABELS.get(stored.method, stored.method)
+            timeline.record(
+                transfer,
+                "meter_read",
+                "utility",
+                note=f"过户日读数 {stored.value} {stored.unit}（{method}）",
+            )
+    log.info("meter reading stored transfer=%s reading=%s", transfer.id, stored.id)
+
+
+def reading_view(reading):
+    if reading is None:
+        return None
+    return {
+        "value": reading.value,
+        "unit": reading.unit,
+        "read_at": reading.read_at,
+        "method": reading.method,
+        "disputed": reading.disputed_at is not None,
+    }
+
+
+def readings_of(transfers):
+    """Return each transfer's reading by transfer id, in one query."""
+    ids = [transfer.id for transfer in transfers]
+    if not ids:
+        return {}
+    query = MeterReading.select().where(MeterReading.transfer.in_(ids))
+    return {reading.transfer_id: reading for reading in query}
+
+
+def photo_dir():
+    path = Path(current_app.config["VAR_DIR"]) / "meter-photos"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _photo_path(reading_id):
+    return photo_dir() / f"reading-{reading_id}.sealed"
+
+
+def _associated(reading_id):
+    return f"meter-photo:{reading_id}".encode()
+
+
+def photo_type(photo):
+    for name, signature in PHOTO_SIGNATURES.items():
+        if photo.startswith(signature):
+            return name
+    return None
+
+
+def dispute(transfer, note, photo):
+    """Record a dispute of the transfer's reading and queue it to the utility."""
+    note = (note or "").strip()
+    if not 1 <= len(note) <= 500:
+        raise Invalid(
+            "dispute_note_invalid",
+            "请说明读数有何异议（1 至 500 字）。",
+            errors={"note": ["must be 1 to 500 characters"]},
+        )
+    kind = photo_type(photo)
+    if kind is None:
+        raise Invalid(
+            "photo_invalid",
+            "请上传 JPEG 或 PNG 格式的水表、电表或燃气表照片。",
+            errors={"photo": ["must be a JPEG or PNG image"]},
+        )
+    with transaction():
+        reading = locked(
+            MeterReading.select().where(MeterReading.transfer == transfer)
+        ).first()
+        if reading is None:
+            raise NotFound(
+                "reading_not_found", "服务机构尚未提供过户日读数，暂不能提出异议。"
+            )
+        if reading.disputed_at is not None:
+            raise Conflict("reading_disputed", "该读数已提出异议，请等待服务机构处理。")
+        digest = hashlib.sha256(photo).hexdigest()
+        _photo_path(reading.id).write_bytes(
+            data_keys.seal_bytes(photo, _associated(reading.id))
+        )
+        reading.disputed_at = utcnow()
+        reading.dispute_note = note
+        reading.photo_sha256 = digest
+        reading.photo_type = kind
+        reading.save()
+        OutboxMessage.create(
+            kind=SEND_DISPUTE,
+            ref_id=reading.id,
+            utility_code=transfer.utility.code,
+            payload={"reading_id": reading.reading_id},
+        )
+        timeline.record(
+            transfer, "meter_disputed", note=f"对过户日读数提出异议：{note}"
+        )
+        access.record_action(transfer.case, "dispute_reading", transfer=transfer)
+    delivery.wake()
+    log.info("meter reading disputed transfer=%s reading=%s", transfer.id, reading.id)
+    return reading
+
+
+def send_dispute(message):
+    """Send a dispute with its photo to the utility."""
+    reading = MeterReading.get_by_id(message.ref_id)
+    photo = data_keys.open_bytes(
+        _photo_path(reading.id).read_bytes(), _associated(reading.id)
+    )
+    delivery.utility_client(reading.transfer.utility).dispute_reading(
+        reading.reading_id,
+        reading.dispute_note,
+        reading.photo_sha256,
+        base64.b64encode(photo).decode("ascii"),
+    )
+    with transaction():
+        delivery.mark_done(message)
+    log.info("meter dispute sent reading=%s", reading.id)
