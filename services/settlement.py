@@ -50,9 +50,8 @@ def _settle_paid(payment, transaction_id, paid_at):
         # The case is locked first, as a withdrawal locks it. A payment that
         # settles while its case is withdrawn is then either found by the
         # withdrawal and refunded there, or finds the case withdrawn here.
-        case = locked(
-            Case.select().join(Transfer).where(Transfer.id == payment.transfer_id)
-        ).get()
+        case_id = Transfer.get_by_id(payment.transfer_id).case_id
+        case = locked(Case.select().where(Case.id == case_id)).get()
         if case.status == "withdrawn" and _mark_paid(
             payment, "pending", "paid_late", transaction_id, paid_at
         ):
