@@ -2,7 +2,7 @@
 
 When the registration completes, each metered account (water, power, gas,
 heat) gets a message that requests the utility's reading for that day. The
-reading is stored once and shown on the case and its timeline. The buyer, or
+reading is stored once and shown with the transfer on the case. The buyer, or
 an agency acting for them, may dispute it with a note and a photo of the
 meter. The photo is sealed on disk and sent to the utility.
 """
@@ -30,7 +30,6 @@ SEND_DISPUTE = "send_meter_dispute"
 CHINA = ZoneInfo("Asia/Shanghai")
 # The first bytes of each photo format a dispute may carry.
 PHOTO_SIGNATURES = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
-METHOD_LABELS = {"remote": "远程抄表", "estimated": "估算", "manual": "人工抄表"}
 
 
 def queue_requests(case):
@@ -52,24 +51,18 @@ def queue_requests(case):
 
 
 def send_request(message):
-    """Request the reading from the utility and store it with a timeline entry."""
+    """Request the reading from the utility and store it."""
     transfer = Transfer.get_by_id(message.ref_id)
     reading = delivery.utility_client(transfer.utility).read_meter(
         transfer.account_no, str(transfer.id), message.payload["reading_date"]
     )
     with transaction():
         delivery.mark_done(message)
-        stored, created = MeterReading.get_or_create(
+        # The reading is shown on the transfer, not on its timeline, where it
+        # would land among the utility's reports in no fixed order.
+        stored, _ = MeterReading.get_or_create(
             transfer=transfer, defaults=dict(reading)
         )
-        if created:
-            method = METHOD_LABELS.get(stored.method, stored.method)
-            timeline.record(
-                transfer,
-                "meter_read",
-                "utility",
-                note=f"过户日读数 {stored.value} {stored.unit}（{method}）",
-            )
     log.info("meter reading stored transfer=%s reading=%s", transfer.id, stored.id)
 
 

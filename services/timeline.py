@@ -28,7 +28,6 @@ NOTES = {
     "registered": "不动产登记已登簿",
     "opened": "已创建联办事项",
     "push_retry": "平台已安排重新推送",
-    "meter_read": "服务机构已提供过户日读数",
     "meter_disputed": "已对过户日读数提出异议",
 }
 
