@@ -99,7 +99,9 @@ def check_transfer(transfer):
 def check_case(case, only_stale=False):
     """Check every transfer of the case; with `only_stale`, only old results."""
     views = []
-    for transfer in case.transfers.order_by(Transfer.id):
+    # The rows are read in full first: a SQLite cursor still open would pin
+    # its snapshot, and the write below would then fail at once as locked.
+    for transfer in list(case.transfers.order_by(Transfer.id)):
         fresh = transfer.checked_at and utcnow() - transfer.checked_at < MAX_AGE
         if only_stale and fresh:
             views.append(view(transfer))
