@@ -112,6 +112,10 @@ def on_timeline(transfer, status, return_reason=None):
     event = EVENTS.get(status)
     if event is None:
         return
+    # A case opens with an entry per transfer, and an account added later
+    # gets one too, so only the entry of the case's first transfer counts.
+    if event == "opened" and not _is_first_transfer(transfer):
+        return
     key = "opened" if event == "opened" else f"{event}:transfer:{transfer.id}"
     queue_notices(
         transfer.case,
@@ -121,6 +125,16 @@ def on_timeline(transfer, status, return_reason=None):
     )
     if event == "completed":
         issue_release_notice(transfer.case)
+
+
+def _is_first_transfer(transfer):
+    first = (
+        Transfer.select(Transfer.id)
+        .where(Transfer.case == transfer.case_id)
+        .order_by(Transfer.id)
+        .first()
+    )
+    return first is not None and first.id == transfer.id
 
 
 def on_deadline_passed(transfer):
