@@ -199,22 +199,26 @@ def wake():
     queue.send_due()
 
 
-def deliver(message):
-    """Send one message; return 1 if the partner took it, else record the failure."""
+def handlers():
+    """Return the function that sends each kind of outbox message."""
     from services import meter_readings, notifications, settlement, withdrawal
 
-    handlers = {
-        notifications.NOTICE: notifications.send_notice,
-        meter_readings.READ_METER: meter_readings.send_request,
-        meter_readings.SEND_DISPUTE: meter_readings.send_dispute,
+    return {
         PUSH: _send_push,
         PAYMENT_REPORT: _send_payment_report,
         settlement.REFUND: settlement.send_refund,
         withdrawal.CLOSE_PAYMENT: withdrawal.send_close_payment,
         withdrawal.REVERSE_PAYMENT: withdrawal.send_payment_reversal,
+        meter_readings.READ_METER: meter_readings.send_request,
+        meter_readings.SEND_DISPUTE: meter_readings.send_dispute,
+        notifications.NOTICE: notifications.send_notice,
     }
+
+
+def deliver(message):
+    """Send one message; return 1 if the partner took it, else record the failure."""
     try:
-        handlers[message.kind](message)
+        handlers()[message.kind](message)
     except (PartnerError, PaymentError) as error:
         _record_failure(message, error)
         return 0

@@ -67,7 +67,9 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
             unique=True,
             on_delete="CASCADE",
         )
-        business = pw.ForeignKeyField(migrator.orm["business"], column_name="business_id")
+        business = pw.ForeignKeyField(
+            migrator.orm["business"], column_name="business_id"
+        )
         items = pw.TextField()
         issued_at = pw.DateTimeField()
 

@@ -15,11 +15,11 @@ from models import (
     Transfer,
     TransferEvent,
 )
-from services import feedback, registry, timeline
+from services import delivery, feedback, registry, timeline
 
 EVENT_NAMES = set(timeline.STATUSES) | set(timeline.NOTES)
 CASE_STATES = {"open", "submitted", "in_progress", "closed", "withdrawn"}
-OUTBOX_STATES = {"pending", "done", "failed", "awaiting_collection"}
+OUTBOX_STATES = {"pending", "done", "failed", "awaiting_collection", "cancelled"}
 PAYMENT_STATES = {
     "creating",
     "pending",
@@ -42,7 +42,7 @@ REFUND_STATES = {"pending", "processing", "succeeded", "failed"}
         (OutboxMessage.state, OUTBOX_STATES),
         (Payment.status, PAYMENT_STATES),
         (Refund.status, REFUND_STATES),
-        (OutboxMessage.kind, {"push_transfer", "report_payment", "refund_payment"}),
+        (OutboxMessage.kind, set(delivery.handlers())),
         (Business.registration_status, set(registry.REGISTRATION_STATUSES)),
         (Business.business_type, set(registry.BUSINESS_TYPES)),
     ],
