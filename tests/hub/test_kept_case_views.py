@@ -40,14 +40,15 @@ def tables_with_triggers():
     if is_sqlite():
         sql = (
             "SELECT DISTINCT tbl_name FROM sqlite_master "
-            "WHERE type = 'trigger' AND name LIKE 'case_change_%'"
+            "WHERE type = 'trigger' AND name LIKE {p}"
         )
     else:
         sql = (
             "SELECT DISTINCT event_object_table FROM information_schema.triggers "
-            "WHERE trigger_name LIKE 'case_change_%'"
+            "WHERE trigger_name LIKE {p}"
         )
-    return {row[0] for row in database.execute_sql(sql).fetchall()}
+    rows = database.execute_sql(sql.format(p=database.param), ("case_change_%",))
+    return {row[0] for row in rows.fetchall()}
 
 
 def served_count():
