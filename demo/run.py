@@ -11,6 +11,7 @@ from demo import scenarios
 from demo import staff as demo_staff
 from demo.client import HubClient, HubError
 from demo.evidence_steps import show_deadlines_and_evidence
+from demo.notice_steps import show_release_notice
 from demo.stack import start_stack
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def run_scenario(client, agent, stack, scenario):
         return False
     print_timeline(progress)
     evidence_held = show_deadlines_and_evidence(client, case_id)
+    noticed = show_release_notice(stack, scenario, case_id)
     finals = [t["status"] for t in progress["transfers"]]
     counts = {
         "completed": finals.count("completed"),
@@ -78,7 +80,7 @@ def run_scenario(client, agent, stack, scenario):
         f"({'as expected' if ok else f'expected {scenario.expect}'})",
         1,
     )
-    return ok and evidence_held
+    return ok and evidence_held and noticed
 
 
 def walk_case(client, agent, stack, scenario):

@@ -147,6 +147,8 @@ def mark_overdue(now=None, limit=500):
     The conditional update lets one sweep win each transfer, so two sweeps
     running at once still raise a single alert.
     """
+    from services import notifications
+
     now = now or utcnow()
     raised = []
     for transfer_id in newly_overdue_ids(now, limit):
@@ -169,6 +171,7 @@ def mark_overdue(now=None, limit=500):
                 due_at=transfer.due_at,
                 raised_at=now,
             )
+            notifications.on_deadline_passed(transfer)
         log.warning(
             "transfer overdue transfer=%s case=%s utility=%s due_at=%s",
             transfer.id,

@@ -81,6 +81,7 @@ EVENTS = {
     "completed": "completed",
     "returned": "returned",
     "arrears_paid": "paid",
+    "withdrawn": "withdrawn",
 }
 # Each event's status word (at most 5 Chinese characters, as a phrase field
 # allows) and the line that follows it.
@@ -91,6 +92,7 @@ WORDING = {
     "returned": ("已退件", "退件原因："),
     "paid": ("已缴费", "欠费已缴清"),
     "overdue": ("已超期", "已超过办理时限，已督办"),
+    "withdrawn": ("已撤回", "联办事项已撤回，已缴费用原路退回"),
 }
 ALL_ROLES = ("owner", "previous_owner", "agent")
 
@@ -112,11 +114,12 @@ def on_timeline(transfer, status, return_reason=None):
     event = EVENTS.get(status)
     if event is None:
         return
-    # A case opens with an entry per transfer, and an account added later
-    # gets one too, so only the entry of the case's first transfer counts.
-    if event == "opened" and not _is_first_transfer(transfer):
+    # A case opens, or is withdrawn, with an entry per transfer, and an
+    # account added later gets one too, so only the first transfer's counts.
+    whole_case = event in ("opened", "withdrawn")
+    if whole_case and not _is_first_transfer(transfer):
         return
-    key = "opened" if event == "opened" else f"{event}:transfer:{transfer.id}"
+    key = event if whole_case else f"{event}:transfer:{transfer.id}"
     queue_notices(
         transfer.case,
         key,
