@@ -314,8 +314,11 @@ def get_transfer_checks(case_id):
     balance owed back to the seller, a block by the utility, a closed
     account. A utility without a system link is `not_connected`; one that
     does not answer is `unavailable`, with its last answer if it gave one.
+    Once the registration completed, or the case was withdrawn, the answer is
+    409 `case_not_open`.
     """
     case = access.case_for(g.caller, case_id)
+    transfer_checks.require_before_registration(case)
     return transfer_checks.check_case(case)
 
 

@@ -88,6 +88,10 @@ def handle_http_error(error):
         errors = data["messages"]
     elif error.code == 400 and error.description:
         errors = {"body": [error.description]}
+    elif error.code == 413:
+        limit = request.max_content_length or current_app.config["MAX_CONTENT_LENGTH"]
+        message = f"请求内容过大，不能超过 {limit:,} 字节，请缩小后重试。"
+        errors = {"body": [f"The body is larger than {limit} bytes."]}
     return error_response(error.code, code, message, errors)
 
 

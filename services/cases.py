@@ -52,6 +52,11 @@ def open_case(caller, business_no):
     case, created = retry_on_race(
         lambda: create_case(business, on_behalf_of, authority)
     )
+    if case.status == "withdrawn":
+        raise Conflict(
+            "case_withdrawn",
+            "该登记业务的联办事项已撤回，不能重新办理；如需过户，请到各服务机构办理。",
+        )
     after_open(case, created)
     return case, created
 

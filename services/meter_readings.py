@@ -10,10 +10,12 @@ meter. The photo is sealed on disk and sent to the utility.
 import base64
 import hashlib
 import logging
+from io import BytesIO
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from flask import current_app
+from PIL import Image
 
 from domain.utilities import METER_UNITS
 from models import MeterReading, OutboxMessage, Transfer
@@ -102,10 +104,23 @@ def _associated(reading_id):
 
 
 def photo_type(photo):
-    for name, signature in PHOTO_SIGNATURES.items():
-        if photo.startswith(signature):
-            return name
-    return None
+    """Return jpeg or png when `photo` decodes as that image, else None."""
+    kind = next(
+        (name for name, start in PHOTO_SIGNATURES.items() if photo.startswith(start)),
+        None,
+    )
+    if kind is None:
+        return None
+    try:
+        with Image.open(BytesIO(photo)) as image:
+            image.verify()
+        # verify() checks a PNG's chunks but not a JPEG's data, so decode too.
+        with Image.open(BytesIO(photo)) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        log.info("meter photo rejected kind=%s error=%s", kind, type(error).__name__)
+        return None
+    return kind
 
 
 def dispute(transfer, note, photo):

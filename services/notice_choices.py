@@ -10,6 +10,7 @@ from domain.identifiers import normalise_mobile
 from models import SmsSetting, SubscribeChoice
 from models.base import utcnow
 from models.db import transaction
+from services.errors import Invalid
 from services.notifications import TEMPLATE_BY_ID, TEMPLATES, phone_index, sms_setting
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,14 @@ def choices_of(citizen):
 def set_sms_choice(caller, opted_in, phone=None):
     """Record a citizen's or agency staff member's SMS choice; return it."""
     if caller.citizen is not None:
+        if phone is not None:
+            raise Invalid(
+                "validation_failed",
+                "短信发送至您小程序登录时的手机号，请不要填写 phone。",
+                errors={"phone": ["Only agency staff send a phone number."]},
+            )
         subject = f"citizen:{caller.citizen.id}"
         decided_by = "citizen"
-        phone = None
     else:
         subject = f"staff:{caller.staff.id}"
         decided_by = "staff"

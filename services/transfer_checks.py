@@ -14,7 +14,7 @@ from models import Transfer
 from models.base import utcnow
 from models.db import transaction
 from partners.http import PartnerError
-from services import delivery
+from services import cases, delivery
 from services.errors import Conflict
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,16 @@ def check_transfer(transfer):
         answer["transferable"],
     )
     return view(transfer)
+
+
+def require_before_registration(case):
+    """Raise 409 unless the case is still open or waiting for registration."""
+    if case.status not in ("open", "submitted"):
+        label = cases.CASE_LABELS.get(case.status, case.status)
+        raise Conflict(
+            "case_not_open",
+            f"联办事项当前状态为“{label}”，过户前核验只在提交前后、登簿之前进行。",
+        )
 
 
 def check_case(case, only_stale=False):

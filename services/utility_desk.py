@@ -18,9 +18,12 @@ from services.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger(__name__)
 
-# Transfer states from registration on, which the utility may see.
+# Transfer states from registration on, which the utility may see. A case is
+# withdrawn only before registration, so its transfers never reached one.
 VISIBLE_STATUSES = tuple(
-    status for status in timeline.STATUSES if status not in ("draft", "submitted")
+    status
+    for status in timeline.STATUSES
+    if status not in ("draft", "submitted", "withdrawn")
 )
 
 TRANSFER_NOT_FOUND = ("transfer_not_found", "没有该过户记录，或它不属于贵单位。")

@@ -416,6 +416,10 @@ function confirmAccount(view, transfer) {
 
 function readAgreement(view, transfer) {
   return act(view, async () => {
+    // The last agreement shown stays in the closed dialog until replaced, so
+    // empty it first: nothing may act on the previous utility's text.
+    show(dialog);
+    dialog.removeAttribute("data-org");
     const agreement = await session.call("GET", `/agreements/${encodeURIComponent(transfer.service_org)}`);
     const agree = h("button", { type: "button", disabled: true, "data-testid": "accept-agreement" }, "同意并继续");
     const checkbox = h("input", { type: "checkbox", id: "agreement-read" });
@@ -449,6 +453,7 @@ function readAgreement(view, transfer) {
         agree,
       ),
     );
+    dialog.setAttribute("data-org", transfer.service_org);
     dialog.showModal();
   });
 }

@@ -26,7 +26,9 @@ def confirm_and_accept(page, org):
     account.get_by_test_id("confirm").click()
     account.get_by_text("✓ 已确认户号信息").wait_for()
     account.get_by_test_id("read-agreement").click()
-    dialog = page.locator("dialog#agreement")
+    # The dialog is filled after the agreement loads; wait for this one.
+    dialog = page.locator(f"dialog#agreement[open][data-org='{org}']")
+    dialog.wait_for()
     assert dialog.get_by_test_id("agreement-body").inner_text().strip()
     accept = dialog.get_by_test_id("accept-agreement")
     assert accept.is_disabled()

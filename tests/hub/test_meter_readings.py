@@ -114,6 +114,13 @@ def test_bad_dispute_rejected(client, homes):
     transfer_id = case["transfers"][0]["transfer_id"]
 
     not_image = dispute(client, case_id, transfer_id, "读数不对", b"GIF89a....")
+    # The right first bytes, but no image after them.
+    fake_png = dispute(
+        client, case_id, transfer_id, "读数不对", b"\x89PNG\r\n\x1a\nGARBAGE"
+    )
+    cut_jpeg = dispute(
+        client, case_id, transfer_id, "读数不对", meter_photo("JPEG")[:200]
+    )
     no_note = dispute(client, case_id, transfer_id, None, meter_photo())
     long_note = dispute(client, case_id, transfer_id, "长" * 501, meter_photo())
     no_photo = dispute(client, case_id, transfer_id, "读数不对", None)
@@ -126,10 +133,13 @@ def test_bad_dispute_rejected(client, homes):
     )
 
     assert_error(not_image, 422, "photo_invalid")
+    assert_error(fake_png, 422, "photo_invalid")
+    assert_error(cut_jpeg, 422, "photo_invalid")
     assert no_note.status_code == 422
     assert long_note.status_code == 422
     assert no_photo.status_code == 422
-    assert too_large.status_code == 413
+    body = assert_error(too_large, 413, "payload_too_large")
+    assert body["errors"]["body"] == [f"The body is larger than {5 << 20} bytes."]
     assert MeterReading.get(MeterReading.transfer == transfer_id).disputed_at is None
 
 

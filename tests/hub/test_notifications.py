@@ -549,3 +549,17 @@ def test_no_personal_numbers_in_logs(stack, captured_logs, people_seen):
         peer_log = stack.peers.log_path(name).read_text(encoding="utf-8")
         for value in people_seen:
             assert value not in peer_log, name
+
+
+def test_citizen_sending_phone_rejected(client, homes):
+    home = homes.make(accounts=[("water", {})])
+    client.login(home.buyer)
+
+    response = citizen_request(
+        client, "PUT", "/me/notifications/sms", {"opt_in": True, "phone": "13912345678"}
+    )
+
+    body = assert_error(response, 422, "validation_failed")
+    assert list(body["errors"]) == ["phone"]
+    choices = client.call("GET", "/me/notifications")
+    assert choices["sms"]["opted_in"] is not True

@@ -139,7 +139,9 @@ def test_withdrawn_case_takes_no_more_steps(client, homes):
     assert_error(again, 409, "case_withdrawn")
     assert payment.status_code == 409
     assert submission.status_code == 409
-    assert reopened.json()["status"] == "withdrawn"
+    assert_error(reopened, 409, "case_withdrawn")
+    checks = citizen_request(client, "GET", f"/cases/{case_id}/transfer-checks")
+    assert_error(checks, 409, "case_not_open")
 
 
 def test_withdrawal_without_reason_has_plain_note(client, homes):
@@ -247,6 +249,20 @@ def test_payment_after_withdrawal_is_refunded(client, homes, stack):
     assert refund.amount_fen == 990
     assert message_state(delivery.PAYMENT_REPORT, payment.id) is None
     assert sim_arrears(stack, "water", water["account_no"]) == 990
+
+
+def test_utility_never_sees_withdrawn_transfers(client, homes, staffing):
+    home = homes.make(accounts=[("water", {})])
+    case_id = drive_to_submission(client, home)
+    transfer_id = client.call("GET", f"/cases/{case_id}")["transfers"][0]["transfer_id"]
+    client.call("POST", f"/cases/{case_id}/withdrawal", {})
+    _, water_staff = staffing.member("utility", utility="water")
+
+    listed = water_staff.call("GET", "/utility/transfers?page_size=100")
+    detail = citizen_request(water_staff, "GET", f"/utility/transfers/{transfer_id}")
+
+    assert transfer_id not in [t["transfer_id"] for t in listed["items"]]
+    assert_error(detail, 404, "transfer_not_found")
 
 
 def test_withdrawal_stops_unsent_pushes(client, homes, app):
