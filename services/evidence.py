@@ -1,6 +1,6 @@
 """The evidence log: signed, hash-chained entries of what happened on each case.
 
-Every push with the utility's answer, utility report, account confirmation,
+Every push with the utility's response, utility report, account confirmation,
 agreement acceptance and settled payment appends one entry in the same
 transaction as the change it records. Entries carry ids, masked values and
 SHA-256 digests of the payloads, never personal data in clear.
@@ -35,6 +35,7 @@ from services.evidence_check import (
     FILE_FORMAT,
     GENESIS_HASH,
     HEAD_FIELDS,
+    SIGNED_FIELDS,
     Broken,
     canonical,
     check_case_chain,
@@ -207,7 +208,7 @@ def _json_value(value):
 def payload_digest(payload):
     """Return the SHA-256 hex digest of a payload's canonical JSON.
 
-    Datetimes are written in ISO 8601 and decimals as text, so whoever holds
+    Datetimes are written in ISO 8601 and decimals as text, so anyone with
     the payload can compute the same digest.
     """
     text = json.dumps(
@@ -352,20 +353,7 @@ def record_payment(payment):
     )
 
 
-ENTRY_FIELDS = (
-    "seq",
-    "prev_hash",
-    "case_prev_hash",
-    "kind",
-    "case_id",
-    "transfer_id",
-    "occurred_at",
-    "payload_digest",
-    "detail",
-    "key_id",
-    "entry_hash",
-    "signature",
-)
+ENTRY_FIELDS = SIGNED_FIELDS + ("entry_hash", "signature")
 
 
 def entry_dict(row):

@@ -2,7 +2,7 @@
 // agreement, pay arrears by QR code, submit, and follow each utility's timeline.
 
 import { ApiError, Session } from "/static/shared/api.js";
-import { errorBox, h, shortTime, show, statusTone } from "/static/shared/dom.js";
+import { errorBox, h, shortTime, show, statusTone, timelineList } from "/static/shared/dom.js";
 
 const session = new Session("lianban.citizen");
 const main = document.getElementById("main");
@@ -616,20 +616,7 @@ function renderProgress(view, progress) {
       h("div", { class: "row" }, h("h3", {}, transfer.service_org), h("span", { class: `badge ${tone}`, "data-testid": "transfer-status" }, transfer.status_label)),
       h("p", { class: "muted" }, `户号 ${transfer.account_no}`),
       transfer.return_reason ? h("p", { class: "reason", "data-testid": "return-reason" }, `退件原因：${transfer.return_reason}`) : null,
-      h(
-        "ol",
-        { class: "timeline" },
-        transfer.events.map((event) =>
-          h(
-            "li",
-            { class: statusTone(event.status) },
-            h("div", {}, event.label, event.actor_name ? `（${event.actor_name}）` : ""),
-            event.return_reason ? h("div", { class: "reason" }, event.return_reason) : null,
-            event.note ? h("div", { class: "muted" }, event.note) : null,
-            h("div", { class: "when" }, shortTime(event.occurred_at)),
-          ),
-        ),
-      ),
+      timelineList(transfer.events),
     );
   });
   show(view.progress, h("h2", { class: "section" }, "办理进度"), cards);

@@ -3,7 +3,7 @@
 // accounts to check, and an agency's or window's cases.
 
 import { ApiError, Session, query } from "/static/shared/api.js";
-import { errorBox, h, shortTime, show, statusTone, yuan } from "/static/shared/dom.js";
+import { errorBox, h, shortTime, show, statusTone, timelineList, yuan } from "/static/shared/dom.js";
 
 const session = new Session("lianban.console");
 const main = document.getElementById("main");
@@ -195,20 +195,7 @@ function people(list) {
 }
 
 function timeline(events) {
-  return h(
-    "ol",
-    { class: "timeline events" },
-    events.map((event) =>
-      h(
-        "li",
-        { class: statusTone(event.status) },
-        h("div", {}, event.label, event.actor_name ? `（${event.actor_name}）` : ""),
-        event.return_reason ? h("div", { class: "reason" }, event.return_reason) : null,
-        event.note ? h("div", { class: "muted" }, event.note) : null,
-        h("div", { class: "when" }, shortTime(event.occurred_at)),
-      ),
-    ),
-  );
+  return timelineList(events, "timeline events");
 }
 
 // ---- Customer-service lookup ----

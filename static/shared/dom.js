@@ -64,3 +64,21 @@ export function statusTone(status) {
   if (status === "returned" || status === "push_failed") return "bad";
   return "";
 }
+
+// Build the list of a transfer's timeline events, newest last.
+export function timelineList(events, className = "timeline") {
+  return h(
+    "ol",
+    { class: className },
+    events.map((event) =>
+      h(
+        "li",
+        { class: statusTone(event.status) },
+        h("div", {}, event.label, event.actor_name ? `（${event.actor_name}）` : ""),
+        event.return_reason ? h("div", { class: "reason" }, event.return_reason) : null,
+        event.note ? h("div", { class: "muted" }, event.note) : null,
+        h("div", { class: "when" }, shortTime(event.occurred_at)),
+      ),
+    ),
+  );
+}
