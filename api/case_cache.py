@@ -4,10 +4,11 @@
 about seventeen queries. Each 200 response is kept per case and caller with the
 case's revision: the count and highest id of its `case_change` rows, which
 database triggers add in the same transaction as every change the view shows
-(see `models.case_changes`). A kept view is served again after one query,
-which checks the revision and everything the full path checks that can
-change while the token is valid: the caller still exists (staff: active,
-same role, no password change due) and the token's family is not revoked.
+(see `models.case_changes`). A kept view is served again after one query.
+That query checks the revision and everything the full path checks that can
+change while the token is valid. The caller must still exist (staff: active,
+same role, no password change due), and the token's family must not be
+revoked.
 Reaching the case through a delegation or counter consent is bounded by its
 expiry, and granting or revoking one adds a case change.
 

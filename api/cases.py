@@ -288,10 +288,10 @@ def submit_case(data, case_id):
     """Submit the case for joint handling
 
     Each utility with a system link is asked first whether its account can
-    transfer, unless it answered within the last 24 hours. An account the
+    transfer, unless it reported within the last 24 hours. An account the
     utility blocked or closed gets 409 `transfer_blocked`, with what to do per
     transfer in `errors.transfers`. Arrears, a direct debit and a utility
-    that did not answer are warnings.
+    that did not respond are warnings.
     """
     case = access.case_for(g.caller, case_id, "submit")
     cases.require_open(case)
@@ -312,8 +312,8 @@ def get_transfer_checks(case_id):
 
     Items: arrears, a direct debit from the seller's bank account, a prepaid
     balance owed back to the seller, a block by the utility, a closed
-    account. A utility without a system link is `not_connected`; one that
-    does not answer is `unavailable`, with its last answer if it gave one.
+    account. A utility without a system link is `not_connected`. One that
+    does not respond is `unavailable`, with its last result if it has one.
     Once the registration completed, or the case was withdrawn, the answer is
     409 `case_not_open`.
     """

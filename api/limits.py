@@ -26,9 +26,8 @@ def init_app(app):
     limiter.init_app(app)
     # Every limit here is a decorator, which checks its own operation.
     # flask-limiter 4.1 also installs a hook that looks for default and
-    # application limits before every request; with none configured it finds
-    # nothing, at about a third of the cost of a cached case view, so it is
-    # taken out.
+    # application limits before every request. With none configured it finds
+    # nothing, yet costs about a third of a cached case view, so it is removed.
     app.before_request_funcs[None].remove(limiter._check_request_limit)
 
 

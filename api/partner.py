@@ -167,10 +167,11 @@ def post_feedback_batch(batch):
 
     `items` contains 1 to 500 reports, each in the shape of
     `POST /partner/feedback`, and the signature covers the whole body. The
-    batch is checked and applied in one transaction: if any report is
-    invalid (a bad field, an unknown transfer, another utility's transfer,
-    or a state change the single form rejects with 404, 409 or 422), nothing
-    is recorded and the response is 422 `batch_rejected`. Its
+    batch is checked and applied in one transaction. A report is invalid
+    when it has a bad field, an unknown transfer or another utility's
+    transfer, or a state change the single form rejects with 404, 409 or
+    422. If any report is invalid, nothing is recorded and the response is
+    422 `batch_rejected`. Its
     `errors.items` lists each failing report with its `index` (from 0), the
     `status` and `code` the single form would return, a `message`, and
     field `errors` where a field was invalid. Reports apply in their order,

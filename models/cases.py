@@ -67,7 +67,7 @@ class Transfer(BaseModel):
     agreement_accepted_at = peewee.DateTimeField(null=True)
     arrears_fen = peewee.IntegerField(null=True)
     arrears_checked_at = peewee.DateTimeField(null=True)
-    # The utility's latest answer on whether the account can transfer, with
+    # The utility's latest result on whether the account can transfer, with
     # its items, and when the hub asked.
     check_result = JSONField(null=True)
     checked_at = peewee.DateTimeField(null=True)

@@ -9,9 +9,9 @@ secret followed by `&`, of `POST&%2F&` and the percent-encoded canonical
 query: every other field sorted by name, each name and value percent-encoded
 (RFC 3986, space as %20), joined by `=` and `&`.
 
-The response is JSON: `{"RequestId", "Code", "Message", "BizId"}` with `Code`
-`OK`, or an error code with HTTP 400 (403 for signature and key errors):
-`isv.MOBILE_NUMBER_ILLEGAL`, `isv.SMS_TEMPLATE_ILLEGAL`,
+The response is JSON: `{"RequestId", "Code", "Message", "BizId"}`, with `Code`
+`OK` on success. An error has HTTP 400 (403 for signature and key errors)
+and one of these codes: `isv.MOBILE_NUMBER_ILLEGAL`, `isv.SMS_TEMPLATE_ILLEGAL`,
 `isv.SMS_SIGNATURE_ILLEGAL`, `isv.TEMPLATE_MISSING_PARAMETERS`,
 `isv.INVALID_JSON_PARAM`, `isv.PARAM_LENGTH_LIMIT`,
 `isv.BUSINESS_LIMIT_CONTROL` (too many messages to one number in a minute),

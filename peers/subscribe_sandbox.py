@@ -6,7 +6,7 @@ It plays the platform side of subscribe messages on loopback:
   `POST /cgi-bin/stable_token` issue an access token with `expires_in`;
 - `POST /cgi-bin/message/subscribe/send?access_token=` takes
   `{touser, template_id, page, data: {key: {value}}, miniprogram_state, lang}`
-  and answers `{errcode, errmsg}` with HTTP 200, as the platform does.
+  and returns `{errcode, errmsg}` with HTTP 200, as the platform does.
 
 errcode values: 0 ok, 40001 invalid or expired access token, 40003 invalid
 openid, 40037 unknown template id, 43101 the user has no subscription left

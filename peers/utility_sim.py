@@ -119,7 +119,7 @@ class Account:
     direct_debit: bool
     # Money paid in advance and not yet used, owed back to the holder.
     prepaid_fen: int = 0
-    # Why the utility holds the account back from any transfer, if it does.
+    # Why the utility blocks the account from any transfer, if it does.
     block_reason: str | None = None
 
     def to_json(self) -> dict:

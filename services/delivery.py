@@ -52,7 +52,7 @@ def _decimal_text(value):
 def build_push(transfer):
     """Return the Annex 2 fields for one transfer, as the utility receives them.
 
-    `transfer_check` adds the utility's own answer, before submission, on
+    `transfer_check` adds the utility's own result, before submission, on
     whether the account could transfer, as the applicant saw it.
     """
     from services import transfer_checks

@@ -1,7 +1,7 @@
-"""Reading the release notices: only a previous owner of the business sees one.
+"""Reading the release notices: only a previous owner of the business may read one.
 
-A release notice that the caller may not see is answered exactly as one that
-does not exist, so ids reveal nothing.
+A release notice that the caller may not read gets the same response as one
+that does not exist, so ids reveal nothing.
 """
 
 from domain.masking import mask_name

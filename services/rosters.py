@@ -412,7 +412,7 @@ def run_job(job_id):
 
     Two jobs of one utility write the same accounts, so they never run at
     once. A job that finds another of its utility running stays queued, and
-    the run that holds the utility takes it next.
+    the run that has claimed the utility takes it next.
     """
     job = RosterJob.get_or_none(RosterJob.id == job_id)
     if job is None:

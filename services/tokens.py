@@ -92,7 +92,7 @@ class VerifiedTokens:
 
     Checking a signature costs more than the rest of a cached request, and a
     page sends the same token with every call. The token's text is the key,
-    so only the very token that was checked is found; its expiry is compared
+    so only the very token that was checked is found. Its expiry is compared
     with the clock on every use. Revocation is not cached: callers still look
     the token's family up in the database.
     """

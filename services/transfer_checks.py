@@ -4,7 +4,7 @@ A utility reports item by item: arrears, a direct debit from the seller's
 bank account, a prepaid balance, a block, a closed account. The hub keeps
 the latest result on the transfer, shows each item with what to do, refuses
 a submission while an account is blocked or closed, and sends the result
-with the push so the utility sees what the applicant saw.
+with the push so the utility gets what the applicant saw.
 """
 
 import logging

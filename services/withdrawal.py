@@ -149,7 +149,7 @@ def send_payment_reversal(message):
     """Report to the utility that a reported payment was returned to the payer.
 
     The reversal waits for the payment's report, so that the utility never
-    sees a reversal of a payment it does not know.
+    receives a reversal of a payment it has no record of.
     """
     payment = Payment.get_by_id(message.ref_id)
     report = OutboxMessage.get_or_none(

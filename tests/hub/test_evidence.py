@@ -64,7 +64,7 @@ def test_each_step_recorded(app, finished_case):
         evidence.AGREEMENT,
         evidence.PAYMENT,
     ]
-    # The utility may report before the push's answer is recorded.
+    # The utility may report before the push's response is recorded.
     assert kinds[3:].count(evidence.PUSH) == 1
     assert kinds[3:].count(evidence.FEEDBACK) >= 1
     reports = [

@@ -31,8 +31,8 @@ NOBODY = set()
 
 # Who gets through, by operation. The callers are: owner (a buyer named on
 # the case), seller (a previous owner named on it), other_citizen, agent (its
-# agency holds a delegation from the owner), other_agent, window (its office
-# holds the owner's counter consent), other_window, service, admin, utility
+# agency has a delegation from the owner), other_agent, window (its office
+# has the owner's counter consent), other_window, service, admin, utility
 # (staff of the case's water utility), other_utility (staff of another
 # utility) and anonymous (no token).
 EXPECTED = {

@@ -188,7 +188,7 @@ def test_killed_worker_loses_and_repeats_no_push(stack, client, homes, app, work
         f"{len(arrived_at_kill)} arrived and {len(held_at_kill)} held unanswered; "
         f"all final {recovered_seconds:.1f} s after the kill"
     )
-    # The kill came while the worker waited on answers to pushes already
+    # The kill came while the worker waited on responses to pushes already
     # delivered, and while others were still to be sent.
     assert held_at_kill
     assert len(arrived_at_kill) < len(expected)
