@@ -278,6 +278,51 @@ def start_payment(data, case_id, transfer_id):
     return payment, 201 if created else 200
 
 
+class CasePaymentStartSchema(PaymentStartSchema):
+    transfer_ids = fields.List(
+        api_fields.StrictInteger(validate=validate.Range(min=1)),
+        validate=validate.Length(min=1, max=20),
+        metadata={
+            "description": "The accounts to pay, by transfer_id; left out, every "
+            "account with arrears whose utility takes payments online"
+        },
+    )
+
+
+@blp.route("/cases/<int:case_id>/payments", methods=["POST"])
+@caller_required(*CASE_ROLES)
+@idempotent_operation(blp)
+@bearer_operation(blp, 404, 409, 502, *JSON_BODY_ERRORS)
+@blp.arguments(CasePaymentStartSchema, required=False)
+@blp.response(201, views.PaymentSchema)
+@blp.alt_response(200, schema=views.PaymentSchema, description="A payable order exists")
+def start_case_payment(data, case_id):
+    """Pay the arrears of several accounts with one QR code
+
+    The order's amount is the sum of each account's arrears as its utility
+    states them now; `shares` lists each account's part. Each part is
+    reported to its own utility. A part whose debt was paid meanwhile, in
+    the app or at the utility's counter, is refunded by itself.
+    """
+    case = access.case_for(g.caller, case_id, "pay")
+    data = data or {}
+    payment, created = payments.start_case_payment(
+        case, data.get("provider", "wechatpay"), data.get("transfer_ids")
+    )
+    return payment, 201 if created else 200
+
+
+@blp.route("/cases/<int:case_id>/payments", methods=["GET"])
+@caller_required(*CASE_ROLES)
+@bearer_operation(blp, 404, 422)
+@blp.arguments(paging.PageArgs, location="query")
+@blp.response(200, paging.envelope(views.PaymentSchema))
+def list_case_payments(args, case_id):
+    """List the case's payment orders with their shares and refunds, newest first"""
+    case = access.case_for(g.caller, case_id)
+    return paging.page(payments.of_case(case), args)
+
+
 @blp.route("/cases/<int:case_id>/submission", methods=["POST"])
 @caller_required(*CASE_ROLES)
 @idempotent_operation(blp)

@@ -168,23 +168,100 @@ class ArrearsSchema(Schema):
         return None if amount is None else f"¥{amount / 100:.2f}"
 
 
+def _yuan(amount_fen):
+    return f"¥{amount_fen / 100:.2f}"
+
+
+class RefundSchema(Schema):
+    amount_fen = fields.Integer()
+    amount_display = fields.Function(lambda refund: _yuan(refund.amount_fen))
+    reason = fields.String()
+    status = fields.String(
+        metadata={"description": "pending, processing, succeeded or failed"}
+    )
+    transfer_id = fields.Method(
+        "share_transfer",
+        allow_none=True,
+        metadata={
+            "type": "integer",
+            "description": "The account refunded, unless the whole order was",
+        },
+    )
+    created_at = LocalDateTime()
+    done_at = LocalDateTime(allow_none=True)
+
+    def share_transfer(self, refund):
+        return refund.share.transfer_id if refund.share_id else None
+
+
+class PaymentShareSchema(Schema):
+    transfer_id = fields.Integer()
+    service_org = fields.String(attribute="transfer.utility.service_org")
+    account_no = fields.String(attribute="transfer.account_no")
+    amount_fen = fields.Integer()
+    amount_display = fields.Function(lambda share: _yuan(share.amount_fen))
+    status = fields.String(
+        metadata={
+            "description": "unpaid; credited (went against the debt); paid_twice "
+            "(another payment settled the debt first, refunded); paid_late (the "
+            "order was closed or the case withdrawn, refunded); refunded "
+            "(credited, then returned when the case was withdrawn)"
+        }
+    )
+    applied_fen = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "What the utility took off the debt once it had the "
+            "report; the rest is refunded"
+        },
+    )
+    reported = fields.Function(lambda share: share.reported_at is not None)
+
+
 class PaymentSchema(Schema):
     payment_id = fields.Integer(attribute="id")
-    transfer_id = fields.Integer(attribute="transfer_id")
+    case_id = fields.Integer()
+    transfer_id = fields.Integer(
+        allow_none=True,
+        metadata={"description": "Set when the order pays one account's arrears"},
+    )
     provider = fields.String()
     out_trade_no = fields.String()
     amount_fen = fields.Integer()
-    amount_display = fields.Method("display")
-    service_org = fields.String(attribute="transfer.utility.service_org")
+    amount_display = fields.Function(lambda payment: _yuan(payment.amount_fen))
+    service_org = fields.Method(
+        "service_orgs",
+        metadata={"type": "string", "description": "The utilities paid, joined by 、"},
+    )
     status = fields.String()
     code_url = fields.String(allow_none=True)
     qr_png = fields.Method("png_path")
     qr_svg = fields.Method("svg_path")
     expires_at = LocalDateTime()
     paid_at = LocalDateTime(allow_none=True)
+    shares = fields.List(fields.Nested(PaymentShareSchema), attribute="ordered_shares")
+    refunds = fields.List(fields.Nested(RefundSchema), attribute="ordered_refunds")
+    refunded_fen = fields.Method(
+        "refunded",
+        metadata={
+            "type": "integer",
+            "description": "Refunds recorded for this order, failed ones excepted",
+        },
+    )
 
-    def display(self, payment):
-        return f"¥{payment.amount_fen / 100:.2f}"
+    def service_orgs(self, payment):
+        names = []
+        for share in payment.ordered_shares:
+            if share.transfer.utility.service_org not in names:
+                names.append(share.transfer.utility.service_org)
+        return "、".join(names)
+
+    def refunded(self, payment):
+        return sum(
+            refund.amount_fen
+            for refund in payment.ordered_refunds
+            if refund.status != "failed"
+        )
 
     def png_path(self, payment):
         return f"/api/v1/payments/{payment.id}/qr.png"

@@ -16,7 +16,7 @@ from models.meter_readings import MeterReading
 from models.notifications import Notice, ReleaseNotice, SmsSetting, SubscribeChoice
 from models.outbox import OutboxMessage, PartnerMessage
 from models.partners import PartnerKey
-from models.payments import Payment, Refund
+from models.payments import Payment, PaymentShare, Refund
 from models.reconciliation import ReconciliationItem
 from models.registry import Business, Party, Unit, UnitCode
 from models.rosters import RegistryUnit, RosterEntry, RosterJob
@@ -44,6 +44,7 @@ ALL_MODELS = (
     LookupRecord,
     ReconciliationItem,
     Payment,
+    PaymentShare,
     Refund,
     OutboxMessage,
     PartnerMessage,

@@ -546,6 +546,33 @@ class UtilitySimulator:
             )
         return account
 
+    def pay_at_counter(self, body: object) -> dict:
+        """Take a payment at the utility's own counter, as a payer might do
+        while an order in the app is still open."""
+        if not isinstance(body, dict):
+            raise RequestError(
+                400, "invalid_request", "The counter payment must be a JSON object."
+            )
+        amount_fen = _require_fen(body, "amount_fen", minimum=1)
+        utility = _utility_or_404(str(body.get("utility")))
+        account_no = body.get("account_no")
+        if not isinstance(account_no, str):
+            raise RequestError(400, "invalid_request", "account_no must be a string.")
+        with self._lock:
+            account = self._get_account(utility, account_no)
+            before = account.arrears_fen
+            account.arrears_fen = max(0, before - amount_fen)
+            after = account.arrears_fen
+        logger.info(
+            "counter payment utility=%s account_no=%s amount_fen=%d arrears_fen=%d->%d",
+            utility.code,
+            account_no,
+            amount_fen,
+            before,
+            after,
+        )
+        return {"account_no": account_no, "arrears_fen": after}
+
     def account_json(self, utility: Utility, account_no: str) -> dict:
         with self._lock:
             return self._get_account(utility, account_no).to_json()
@@ -666,6 +693,8 @@ class UtilitySimulator:
                     "account_no": account_no,
                     "payment_id": payment_id,
                     "arrears_fen": account.arrears_fen,
+                    # What went against the debt; the payer gets the rest back.
+                    "applied_fen": before - account.arrears_fen,
                     "as_of": now_iso(),
                 }
                 self._payments[key] = Payment(
@@ -1295,6 +1324,10 @@ def create_app(config: dict) -> Flask:
         accounts = parse_accounts(parse_json_body(request.get_data()))
         simulator.upsert_accounts(accounts)
         return jsonify({"upserted": len(accounts)})
+
+    @app.post("/_sim/counter-payments")
+    def sandbox_counter_payment():
+        return jsonify(simulator.pay_at_counter(parse_json_body(request.get_data())))
 
     @app.get("/_sim/accounts")
     def sandbox_list_accounts():

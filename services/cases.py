@@ -458,14 +458,14 @@ def _arrears_of(transfer):
 
 
 def _paid_unreported(transfer):
-    from models import Payment
+    from models import PaymentShare
 
     return (
-        Payment.select()
+        PaymentShare.select()
         .where(
-            (Payment.transfer == transfer)
-            & (Payment.status == "paid")
-            & Payment.reported_at.is_null()
+            (PaymentShare.transfer == transfer)
+            & (PaymentShare.status == "credited")
+            & PaymentShare.reported_at.is_null()
         )
         .exists()
     )

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from flask import current_app
 
-from models import OutboxMessage, PartnerMessage, Party, Payment, Transfer
+from models import OutboxMessage, PartnerMessage, Party, PaymentShare, Transfer
 from models.base import utcnow
 from models.db import locked, transaction
 from partners.http import PartnerError
@@ -109,18 +109,18 @@ def queue_case_pushes(case):
     log.info("pushes queued case=%s transfers=%d", case.id, len(transfers))
 
 
-def queue_payment_report(payment):
-    """Write the message that reports a settled payment to the utility."""
-    transfer = payment.transfer
+def queue_payment_report(share):
+    """Write the message that reports a settled share of a payment to its utility."""
+    transfer = share.transfer
     OutboxMessage.create(
         kind=PAYMENT_REPORT,
-        ref_id=payment.id,
+        ref_id=share.id,
         utility_code=transfer.utility.code,
         payload={
             "account_no": transfer.account_no,
-            "payment_id": payment.out_trade_no,
-            "amount_fen": payment.amount_fen,
-            "paid_at": payment.paid_at.isoformat() + "Z",
+            "payment_id": share.utility_payment_id,
+            "amount_fen": share.amount_fen,
+            "paid_at": share.payment.paid_at.isoformat() + "Z",
         },
     )
 
@@ -303,18 +303,59 @@ def mark_delivered_by_feedback(transfer, utility):
 
 
 def _send_payment_report(message):
-    payment = Payment.get_by_id(message.ref_id)
+    from services import settlement
+
+    share = PaymentShare.get_by_id(message.ref_id)
     payload = message.payload
-    utility_client(payment.transfer.utility).report_payment(
+    answer = utility_client(share.transfer.utility).report_payment(
         payload["account_no"],
         payload["payment_id"],
         payload["amount_fen"],
         payload["paid_at"],
     )
+    applied_fen = _applied_fen(answer, share, message.utility_code)
     with transaction():
         mark_done(message)
-        Payment.update(reported_at=utcnow()).where(Payment.id == payment.id).execute()
-    log.info("payment reported payment=%s transfer=%s", payment.id, payment.transfer_id)
+        recorded = (
+            PaymentShare.update(reported_at=utcnow(), applied_fen=applied_fen)
+            .where((PaymentShare.id == share.id) & PaymentShare.reported_at.is_null())
+            .execute()
+        )
+        excess = recorded and applied_fen < share.amount_fen
+        if excess:
+            settlement.refund_excess(share, share.amount_fen - applied_fen)
+    if excess:
+        wake()
+    log.info(
+        "payment reported payment=%s share=%s transfer=%s applied_fen=%d",
+        share.payment_id,
+        share.id,
+        share.transfer_id,
+        applied_fen,
+    )
+
+
+def _applied_fen(answer, share, partner):
+    """Return how much of the share the utility took off the debt.
+
+    A utility that does not say took all of it. An answer outside 0 to the
+    share's amount is garbage, and the report is tried again.
+    """
+    applied = answer.get("applied_fen")
+    if applied is None:
+        return share.amount_fen
+    if (
+        isinstance(applied, bool)
+        or not isinstance(applied, int)
+        or not 0 <= applied <= share.amount_fen
+    ):
+        log.warning(
+            "partner answered an invalid applied_fen partner=%s share=%s",
+            partner,
+            share.id,
+        )
+        raise PartnerError(partner, "applied_fen is not between 0 and the amount")
+    return applied
 
 
 def mark_done(message, unless_done=False):

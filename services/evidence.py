@@ -330,9 +330,9 @@ def record_agreement(transfer):
     )
 
 
-def record_payment(payment):
-    """Record a payment settled against a transfer's arrears."""
-    transfer = payment.transfer
+def record_payment(payment, share):
+    """Record the share of a settled payment that went against a transfer's arrears."""
+    transfer = share.transfer
     return append(
         PAYMENT,
         transfer.case_id,
@@ -341,14 +341,16 @@ def record_payment(payment):
             "out_trade_no": payment.out_trade_no,
             "transaction_id": payment.transaction_id,
             "provider": payment.provider,
-            "amount_fen": payment.amount_fen,
+            "amount_fen": share.amount_fen,
+            "order_amount_fen": payment.amount_fen,
+            "utility_payment_id": share.utility_payment_id,
             "paid_at": payment.paid_at.isoformat(),
         },
         _transfer_detail(
             transfer,
             provider=payment.provider,
             out_trade_no=payment.out_trade_no,
-            amount_fen=payment.amount_fen,
+            amount_fen=share.amount_fen,
         ),
     )
 

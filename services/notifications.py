@@ -29,7 +29,7 @@ from models import (
     Organisation,
     OutboxMessage,
     Party,
-    Payment,
+    PaymentShare,
     ReleaseNotice,
     SmsSetting,
     Staff,
@@ -179,15 +179,17 @@ def _status_params(transfer, event, return_reason):
 
 
 def _paid_line(transfer):
-    payment = (
-        Payment.select()
-        .where((Payment.transfer == transfer) & (Payment.status == "paid"))
-        .order_by(Payment.id.desc())
+    share = (
+        PaymentShare.select()
+        .where(
+            (PaymentShare.transfer == transfer) & (PaymentShare.status == "credited")
+        )
+        .order_by(PaymentShare.id.desc())
         .first()
     )
-    if payment is None:
+    if share is None:
         return None
-    return f"欠费{payment.amount_fen / 100:.2f}元已缴清"
+    return f"欠费{share.amount_fen / 100:.2f}元已缴清"
 
 
 def _clip(text, limit):

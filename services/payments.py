@@ -1,4 +1,9 @@
-"""Paying a transfer's arrears by QR code, with WeChat Pay or Alipay."""
+"""Paying arrears by QR code, with WeChat Pay or Alipay.
+
+One order pays one account's arrears or, from the case, every account's at
+once: the order is split into a share per transfer, and each share is
+reported to its own utility.
+"""
 
 import logging
 import secrets
@@ -7,15 +12,19 @@ from datetime import UTC, datetime, timedelta
 import peewee
 from flask import current_app
 
-from models import Payment, Transfer
+from models import Case, Payment, PaymentShare, Transfer
 from models.base import is_storable_id, utcnow
-from models.db import transaction
+from models.db import locked, transaction
 from partners.http import PartnerError
 from payments.errors import PaymentError
 from services import access, delivery, settlement, wallets
-from services.errors import Conflict, NotFound, PartnerUnavailable
+from services.errors import Conflict, Invalid, NotFound, PartnerUnavailable
 
 log = logging.getLogger(__name__)
+
+OPEN_STATES = ("creating", "pending")
+SETTLING = ("payment_settling", "已缴费，正在通知服务机构销账，请勿重复缴费。")
+IN_FLIGHT = ("payment_in_flight", "缴费二维码正在生成，请稍后刷新。")
 
 
 def new_trade_no():
@@ -24,38 +33,97 @@ def new_trade_no():
 
 
 def start_payment(transfer, provider="wechatpay"):
-    """Return a payable order for the transfer's arrears, and whether it is new.
-
-    A pending order for the same amount that has not expired is reused, so a
-    repeated tap does not create a second payable code. Any other pending
-    order is closed at the provider first.
-    """
-    if transfer.case.status in ("closed", "withdrawn"):
-        raise Conflict("case_closed", "联办事项已关闭，不能再缴费。")
+    """Return a payable order for one transfer's arrears, and whether it is new."""
+    _require_payable_case(transfer.case)
     read_at = utcnow()
     arrears = _live_arrears(transfer)
     if arrears == 0:
         raise Conflict("nothing_to_pay", "该户号没有欠费，无需缴费。")
-    for payment in _pending(transfer):
-        reusable = payment.amount_fen == arrears and payment.provider == provider
+    return _order_for(transfer.case, [(transfer, arrears)], read_at, provider)
+
+
+def start_case_payment(case, provider="wechatpay", transfer_ids=None):
+    """Return one payable order for the arrears of several accounts of a case.
+
+    Without `transfer_ids` the order covers every account whose utility takes
+    payments online and still has a debt; accounts whose payment is being
+    settled are left out. Named transfers must each be payable.
+    """
+    _require_payable_case(case)
+    transfers = list(case.transfers.order_by(Transfer.id))
+    if transfer_ids is not None:
+        transfers = _named(transfers, transfer_ids)
+    else:
+        transfers = [
+            transfer
+            for transfer in transfers
+            if transfer.utility.connection == "system"
+            and not _has_unreported_payment(transfer)
+        ]
+    read_at = utcnow()
+    owed = []
+    for transfer in transfers:
+        arrears = _live_arrears(transfer)
+        if arrears > 0:
+            owed.append((transfer, arrears))
+    if not owed:
+        raise Conflict("nothing_to_pay", "所选户号均没有欠费，无需缴费。")
+    return _order_for(case, owed, read_at, provider)
+
+
+def _require_payable_case(case):
+    if case.status in ("closed", "withdrawn"):
+        raise Conflict("case_closed", "联办事项已关闭，不能再缴费。")
+
+
+def _named(transfers, transfer_ids):
+    by_id = {transfer.id: transfer for transfer in transfers}
+    unknown = [tid for tid in transfer_ids if tid not in by_id]
+    if unknown:
+        raise Invalid(
+            "unknown_transfer",
+            "所选户号不属于该联办事项，请按 /cases/{id} 返回的 transfer_id 选择。",
+            errors={"transfer_ids": [f"not a transfer of this case: {unknown}"]},
+        )
+    if len(set(transfer_ids)) != len(transfer_ids):
+        raise Invalid(
+            "duplicate_transfer",
+            "同一户号只能选择一次。",
+            errors={"transfer_ids": ["each transfer_id may appear once"]},
+        )
+    return [by_id[tid] for tid in sorted(transfer_ids)]
+
+
+def _order_for(case, owed, read_at, provider):
+    """Reuse the open order for exactly these debts, or replace it with a new one.
+
+    A pending order for the same debts and provider that has not expired is
+    reused, so a repeated tap does not create a second payable code. Any
+    other open order touching these transfers is closed at the provider
+    first, so that only one code can ever be paid for a debt.
+    """
+    wanted = {transfer.id: arrears for transfer, arrears in owed}
+    for payment in _pending(wanted):
+        reusable = _debts(payment) == wanted and payment.provider == provider
         if reusable and payment.expires_at > utcnow():
             return payment, False
-        # A code for the other wallet, an old amount or an expired code is
-        # closed first, so that only one code can ever be paid.
         close_payment(payment)
-    return _create(transfer, arrears, read_at, provider), True
+    return _create(case, owed, read_at, provider), True
+
+
+def _debts(payment):
+    return {share.transfer_id: share.amount_fen for share in payment.shares}
 
 
 def _live_arrears(transfer):
     utility = transfer.utility
     if utility.connection != "system":
         raise Conflict(
-            "utility_not_connected", "该服务机构未接入线上缴费，请到其窗口缴费。"
+            "utility_not_connected",
+            f"{utility.service_org}未接入线上缴费，请到其窗口缴费。",
         )
     if _has_unreported_payment(transfer):
-        raise Conflict(
-            "payment_settling", "已缴费，正在通知服务机构销账，请勿重复缴费。"
-        )
+        raise Conflict(*SETTLING)
     try:
         arrears = delivery.utility_client(utility).get_arrears(transfer.account_no)
     except PartnerError:
@@ -70,84 +138,114 @@ def _live_arrears(transfer):
     return arrears
 
 
+def _credited(transfer):
+    return PaymentShare.select().where(
+        (PaymentShare.transfer == transfer) & (PaymentShare.status == "credited")
+    )
+
+
 def _paid_since(transfer, read_at):
     """Say whether a payment was booked after the arrears were read at `read_at`.
 
     Such a reading may still include the debt that payment settled.
     """
     return (
-        Payment.select()
+        _credited(transfer)
         .where(
-            (Payment.transfer == transfer)
-            & (Payment.status == "paid")
-            & (Payment.reported_at.is_null() | (Payment.reported_at >= read_at))
+            PaymentShare.reported_at.is_null() | (PaymentShare.reported_at >= read_at)
         )
         .exists()
     )
 
 
 def _has_unreported_payment(transfer):
-    return (
-        Payment.select()
-        .where(
-            (Payment.transfer == transfer)
-            & (Payment.status == "paid")
-            & Payment.reported_at.is_null()
-        )
-        .exists()
-    )
+    return _credited(transfer).where(PaymentShare.reported_at.is_null()).exists()
 
 
-def _pending(transfer):
+def _open_orders(transfer_ids, states):
     return list(
-        Payment.select().where(
-            (Payment.transfer == transfer) & (Payment.status == "pending")
+        Payment.select()
+        .join(PaymentShare)
+        .where(
+            PaymentShare.transfer.in_(list(transfer_ids)) & Payment.status.in_(states)
         )
+        .distinct()
+        .order_by(Payment.id)
     )
 
 
-def _create(transfer, amount_fen, read_at, provider):
+def _pending(transfer_ids):
+    return _open_orders(transfer_ids, ("pending",))
+
+
+def _description(case, owed):
+    if len(owed) == 1:
+        transfer = owed[0][0]
+        return f"{transfer.utility.service_org}欠费 户号{transfer.account_no}"[:40]
+    return f"联办欠费 {len(owed)}个户号 业务号{case.business.business_no}"[:40]
+
+
+def _create(case, owed, read_at, provider):
     ttl = current_app.config["PAYMENT_TTL_SECONDS"]
     expires_at = utcnow() + timedelta(seconds=ttl)
-    description = f"{transfer.utility.service_org}欠费 户号{transfer.account_no}"
+    amount_fen = sum(arrears for _, arrears in owed)
+    single = owed[0][0] if len(owed) == 1 else None
     # The order is recorded before the provider hears of it, so a payment
     # can never arrive for an order the hub does not know.
     try:
         with transaction():
+            # Orders of one case are made one at a time; the partial unique
+            # index also keeps one open single-account order per transfer.
+            locked(Case.select().where(Case.id == case.id)).get()
+            transfer_ids = [transfer.id for transfer, _ in owed]
             # Checked again here, because an earlier order may have been paid
-            # and reported since the arrears were read.
-            if _paid_since(transfer, read_at):
-                raise Conflict(
-                    "payment_settling",
-                    "已缴费，正在通知服务机构销账，请勿重复缴费。",
-                )
+            # and reported since the arrears were read, or another request
+            # may have opened an order for the same debts meanwhile.
+            if any(_paid_since(transfer, read_at) for transfer, _ in owed):
+                raise Conflict(*SETTLING)
+            if _open_orders(transfer_ids, OPEN_STATES):
+                raise Conflict(*IN_FLIGHT)
             payment = Payment.create(
-                transfer=transfer,
+                case=case,
+                transfer=single,
                 provider=provider,
                 out_trade_no=new_trade_no(),
                 amount_fen=amount_fen,
-                description=description[:40],
+                description=_description(case, owed),
                 expires_at=expires_at,
                 status="creating",
             )
-            access.record_action(
-                transfer.case,
-                "pay",
-                transfer,
-                payment=payment.id,
-                provider=provider,
-                amount_fen=amount_fen,
-            )
+            for number, (transfer, arrears) in enumerate(owed, start=1):
+                PaymentShare.create(
+                    payment=payment,
+                    transfer=transfer,
+                    amount_fen=arrears,
+                    utility_payment_id=(
+                        payment.out_trade_no
+                        if single
+                        else f"{payment.out_trade_no}-{number}"
+                    ),
+                )
+                access.record_action(
+                    case,
+                    "pay",
+                    transfer,
+                    payment=payment.id,
+                    provider=provider,
+                    amount_fen=arrears,
+                )
     except peewee.IntegrityError:
-        # The partial unique index allows one open order per transfer, so a
-        # concurrent request is creating the order already.
-        raise Conflict(
-            "payment_in_flight", "缴费二维码正在生成，请稍后刷新。"
-        ) from None
+        # A concurrent request is creating an order for this debt already.
+        raise Conflict(*IN_FLIGHT) from None
     try:
         code_url = wallets.create_order(payment)
     except PaymentError as error:
-        log.warning("payment order rejected transfer=%s error=%s", transfer.id, error)
+        log.warning(
+            "payment order rejected case=%s payment=%s error=%s",
+            case.id,
+            payment.id,
+            error,
+        )
         Payment.update(status="failed").where(Payment.id == payment.id).execute()
         raise PartnerUnavailable(
             "payment_provider_error", "支付下单失败，请稍后再试。"
@@ -157,9 +255,10 @@ def _create(transfer, amount_fen, read_at, provider):
     ).execute()
     payment = Payment.get_by_id(payment.id)
     log.info(
-        "payment created payment=%s transfer=%s amount_fen=%d",
+        "payment created payment=%s case=%s shares=%d amount_fen=%d",
         payment.id,
-        transfer.id,
+        case.id,
+        len(owed),
         amount_fen,
     )
     return payment
@@ -189,7 +288,7 @@ def load_payment(caller, payment_id):
     if payment is None:
         raise NotFound("payment_not_found", "缴费记录不存在。")
     try:
-        access.case_for(caller, payment.transfer.case_id)
+        access.case_for(caller, payment.case_id)
     except NotFound:
         raise NotFound("payment_not_found", "缴费记录不存在。") from None
     return payment
@@ -272,3 +371,12 @@ def poll_pending(min_age_seconds=60, every_seconds=60, limit=20):
                 "pending order poll failed payment=%s code=%s", payment.id, error.code
             )
     return queried
+
+
+def of_case(case):
+    """Return a query of the case's orders, newest first."""
+    return (
+        Payment.select()
+        .where((Payment.case == case) & (Payment.status != "creating"))
+        .order_by(Payment.id.desc())
+    )

@@ -11,7 +11,9 @@ import logging
 import secrets
 from datetime import UTC, datetime
 
-from models import Case, OutboxMessage, Payment, Refund, Transfer
+from peewee import fn
+
+from models import Case, OutboxMessage, Payment, PaymentShare, Refund
 from models.base import utcnow
 from models.db import locked, transaction
 from payments.errors import PaymentError
@@ -50,13 +52,12 @@ def _settle_paid(payment, transaction_id, paid_at):
         # The case is locked first, as a withdrawal locks it. A payment that
         # settles while its case is withdrawn is then either found by the
         # withdrawal and refunded there, or finds the case withdrawn here.
-        case_id = Transfer.get_by_id(payment.transfer_id).case_id
-        case = locked(Case.select().where(Case.id == case_id)).get()
+        case = locked(Case.select().where(Case.id == payment.case_id)).get()
         if case.status == "withdrawn" and _mark_paid(
             payment, "pending", "paid_late", transaction_id, paid_at
         ):
             log.warning("payment landed on a withdrawn case payment=%s", payment.id)
-            queue_refund(Payment.get_by_id(payment.id), "联办事项已撤回")
+            _refund_late(payment, "联办事项已撤回")
             return REFUNDING
         if _mark_paid(payment, "pending", "paid", transaction_id, paid_at):
             return _credit(Payment.get_by_id(payment.id))
@@ -68,7 +69,7 @@ def _settle_paid(payment, transaction_id, paid_at):
             log.warning(
                 "payment landed on a %s order payment=%s", current.status, payment.id
             )
-            queue_refund(Payment.get_by_id(payment.id), "订单已关闭或已替换")
+            _refund_late(payment, "订单已关闭或已替换")
             return REFUNDING
     return DUPLICATE
 
@@ -81,34 +82,65 @@ def _mark_paid(payment, from_status, to_status, transaction_id, paid_at):
     )
 
 
+def _refund_late(payment, reason):
+    PaymentShare.update(status="paid_late").where(
+        PaymentShare.payment == payment
+    ).execute()
+    queue_refund(Payment.get_by_id(payment.id), reason)
+
+
 def _credit(payment):
-    """Book a payment that won the race, unless its debt was already paid."""
-    already_paid = (
-        Payment.select()
-        .where(
-            (Payment.transfer == payment.transfer)
-            & (Payment.id != payment.id)
-            & (Payment.status == "paid")
+    """Book each share of a payment that won the race.
+
+    A share whose debt another payment already settled is refunded; the rest
+    go against their debts and are reported to their utilities.
+    """
+    credited = 0
+    for share in payment.shares.order_by(PaymentShare.id):
+        already_paid = (
+            PaymentShare.select()
+            .where(
+                (PaymentShare.transfer == share.transfer_id)
+                & (PaymentShare.id != share.id)
+                & (PaymentShare.status == "credited")
+            )
+            .exists()
         )
-        .exists()
-    )
-    if already_paid:
+        if already_paid:
+            _set_share(share, "paid_twice")
+            queue_refund(payment, "欠费已由另一笔缴费结清", share=share)
+            log.warning(
+                "debt paid twice payment=%s share=%s transfer=%s",
+                payment.id,
+                share.id,
+                share.transfer_id,
+            )
+            continue
+        _set_share(share, "credited")
+        credited += 1
+        transfer = share.transfer
+        timeline.record(
+            transfer,
+            "arrears_paid",
+            "applicant",
+            note=f"{timeline.NOTES['arrears_paid']}（{share.amount_fen / 100:.2f} 元）",
+        )
+        delivery.queue_payment_report(share)
+        evidence.record_payment(payment, share)
+    if not credited:
         Payment.update(status="paid_twice").where(Payment.id == payment.id).execute()
-        queue_refund(payment, "欠费已由另一笔缴费结清")
-        log.warning(
-            "debt paid twice payment=%s transfer=%s", payment.id, payment.transfer_id
-        )
         return REFUNDING
-    timeline.record(
-        payment.transfer,
-        "arrears_paid",
-        "applicant",
-        note=f"{timeline.NOTES['arrears_paid']}（{payment.amount_fen / 100:.2f} 元）",
+    log.info(
+        "payment settled payment=%s case=%s shares_credited=%d",
+        payment.id,
+        payment.case_id,
+        credited,
     )
-    delivery.queue_payment_report(payment)
-    evidence.record_payment(payment)
-    log.info("payment settled payment=%s transfer=%s", payment.id, payment.transfer_id)
     return CREDITED
+
+
+def _set_share(share, status):
+    PaymentShare.update(status=status).where(PaymentShare.id == share.id).execute()
 
 
 def _flag_amount(payment, amount_fen):
@@ -128,22 +160,71 @@ def _flag_amount(payment, amount_fen):
     return FLAGGED
 
 
-def queue_refund(payment, reason):
-    """Record a full refund of `payment` and write the message that sends it."""
+def refundable_fen(payment, share=None):
+    """Return what is left to refund of an order, or of one of its shares."""
+    refunds = Refund.select(fn.COALESCE(fn.SUM(Refund.amount_fen), 0)).where(
+        (Refund.payment == payment) & (Refund.status != "failed")
+    )
+    if share is not None:
+        refunds = refunds.where(Refund.share == share)
+        return share.amount_fen - refunds.scalar()
+    return payment.amount_fen - refunds.scalar()
+
+
+def queue_refund(payment, reason, share=None, amount_fen=None):
+    """Record a refund and write the message that sends it.
+
+    Without `amount_fen` it returns what is left of the share, or of the
+    whole order without a share. Return the refund, or None if nothing is left.
+    """
+    if amount_fen is None:
+        amount_fen = refundable_fen(payment, share)
+    if amount_fen <= 0:
+        log.info("nothing left to refund payment=%s", payment.id)
+        return None
     refund = Refund.create(
         payment=payment,
+        share=share,
         out_refund_no=f"RF{payment.out_trade_no[2:]}{secrets.token_hex(2).upper()}",
-        amount_fen=payment.amount_fen,
+        amount_fen=amount_fen,
         reason=reason,
     )
+    transfer = share.transfer if share else _first_transfer(payment)
     OutboxMessage.create(
         kind=REFUND,
         ref_id=refund.id,
-        utility_code=payment.transfer.utility.code,
+        utility_code=transfer.utility.code,
         payload={"out_refund_no": refund.out_refund_no},
     )
-    log.info("refund queued refund=%s payment=%s", refund.id, payment.id)
+    log.info(
+        "refund queued refund=%s payment=%s amount_fen=%d",
+        refund.id,
+        payment.id,
+        amount_fen,
+    )
     return refund
+
+
+def refund_excess(share, amount_fen):
+    """Return what a utility did not need of a share, because the debt was smaller.
+
+    The debt was paid in part or in full at the utility's counter after the
+    order was made. Call it inside the transaction that records the report.
+    """
+    reason = "欠费已在服务机构结清"
+    queue_refund(share.payment, reason, share=share, amount_fen=amount_fen)
+    note = f"{timeline.NOTES['overpaid_refunded']}（{amount_fen / 100:.2f} 元）"
+    timeline.record(share.transfer, "overpaid_refunded", "utility", note=note)
+    log.warning(
+        "share paid beyond the debt payment=%s share=%s excess_fen=%d",
+        share.payment_id,
+        share.id,
+        amount_fen,
+    )
+
+
+def _first_transfer(payment):
+    return payment.shares.order_by(PaymentShare.id).first().transfer
 
 
 def send_refund(message):

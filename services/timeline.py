@@ -29,6 +29,7 @@ NOTES = {
     "opened": "已创建联办事项",
     "push_retry": "平台已安排重新推送",
     "meter_disputed": "已对过户日读数提出异议",
+    "overpaid_refunded": "欠费已在服务机构结清，多缴金额原路退回",
 }
 
 

@@ -4,15 +4,16 @@ A case is withdrawn when the registry withdraws its business (the sale fell
 through) or when an owner withdraws the joint handling. Either way, one
 transaction makes the case and its open transfers 已撤回, with the reason on
 each timeline, and cancels the pushes not yet sent. It also queues a message
-that closes each open payment order at its provider, and for each payment
-already credited a refund to the payer and a reversal at the utility. A
+that closes each open payment order at its provider, and for each share of
+a payment already credited a refund to the payer and a reversal at its
+utility. A
 payment that arrives later for the case is refunded when it settles (see
 `services.settlement`).
 """
 
 import logging
 
-from models import Case, OutboxMessage, Payment, Transfer
+from models import Case, OutboxMessage, Payment, PaymentShare, Transfer
 from models.base import utcnow
 from models.db import locked, transaction
 from partners.http import PartnerError
@@ -85,7 +86,7 @@ def _withdraw(case, note):
     )
     if stopped:
         log.info("pushes stopped by withdrawal case=%s count=%d", case.id, stopped)
-    for payment in Payment.select().where(Payment.transfer.in_(transfer_ids)):
+    for payment in list(Payment.select().where(Payment.case == case)):
         _undo_payment(payment)
 
 
@@ -93,28 +94,36 @@ def _undo_payment(payment):
     from services import settlement
 
     if payment.status in ("creating", "pending"):
-        _queue(CLOSE_PAYMENT, payment, {"out_trade_no": payment.out_trade_no})
-    elif payment.status == "paid":
-        settlement.queue_refund(payment, REFUND_REASON)
+        utility = payment.shares.order_by(PaymentShare.id).first().transfer.utility
+        payload = {"out_trade_no": payment.out_trade_no}
+        _queue(CLOSE_PAYMENT, payment.id, utility, payload)
+        return
+    if payment.status != "paid":
+        return
+    credited = payment.shares.where(PaymentShare.status == "credited")
+    for share in list(credited.order_by(PaymentShare.id)):
+        settlement.queue_refund(payment, REFUND_REASON, share=share)
+        PaymentShare.update(status="refunded").where(
+            PaymentShare.id == share.id
+        ).execute()
+        transfer = share.transfer
         _queue(
             REVERSE_PAYMENT,
-            payment,
+            share.id,
+            transfer.utility,
             {
-                "account_no": payment.transfer.account_no,
-                "payment_id": payment.out_trade_no,
-                "amount_fen": payment.amount_fen,
+                "account_no": transfer.account_no,
+                "payment_id": share.utility_payment_id,
+                "amount_fen": share.amount_fen,
             },
         )
 
 
-def _queue(kind, payment, payload):
+def _queue(kind, ref_id, utility, payload):
     OutboxMessage.create(
-        kind=kind,
-        ref_id=payment.id,
-        utility_code=payment.transfer.utility.code,
-        payload=payload,
+        kind=kind, ref_id=ref_id, utility_code=utility.code, payload=payload
     )
-    log.info("%s queued payment=%s", kind, payment.id)
+    log.info("%s queued ref=%s", kind, ref_id)
 
 
 def send_close_payment(message):
@@ -148,13 +157,13 @@ def send_close_payment(message):
 def send_payment_reversal(message):
     """Report to the utility that a reported payment was returned to the payer.
 
-    The reversal waits for the payment's report, so that the utility never
+    The reversal waits for the share's report, so that the utility never
     receives a reversal of a payment it has no record of.
     """
-    payment = Payment.get_by_id(message.ref_id)
+    share = PaymentShare.get_by_id(message.ref_id)
     report = OutboxMessage.get_or_none(
         (OutboxMessage.kind == delivery.PAYMENT_REPORT)
-        & (OutboxMessage.ref_id == payment.id)
+        & (OutboxMessage.ref_id == share.id)
     )
     if report is not None and report.state == "pending":
         raise PartnerError(
@@ -163,11 +172,15 @@ def send_payment_reversal(message):
         )
     if report is not None and report.state == "done":
         payload = message.payload
-        delivery.utility_client(payment.transfer.utility).reverse_payment(
+        delivery.utility_client(share.transfer.utility).reverse_payment(
             payload["account_no"], payload["payment_id"], payload["amount_fen"]
         )
     else:
-        log.info("payment was never reported; no reversal sent payment=%s", payment.id)
+        log.info(
+            "payment was never reported; no reversal sent payment=%s share=%s",
+            share.payment_id,
+            share.id,
+        )
     with transaction():
         delivery.mark_done(message)
-    log.info("payment reversal done payment=%s", payment.id)
+    log.info("payment reversal done payment=%s share=%s", share.payment_id, share.id)

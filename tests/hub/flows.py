@@ -134,3 +134,15 @@ def error_at(body, *keys):
             return None
         node = node[str(key)]
     return node
+
+
+def share_ids(payment_id):
+    """Return the ids of a payment's shares, which its reports and reversals name."""
+    from models import PaymentShare
+
+    return [
+        share.id
+        for share in PaymentShare.select()
+        .where(PaymentShare.payment == payment_id)
+        .order_by(PaymentShare.id)
+    ]

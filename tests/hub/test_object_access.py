@@ -41,6 +41,8 @@ EXPECTED = {
     "POST /cases/{case_id}/accounts": CASE,
     "GET /cases/{case_id}/arrears": CASE,
     "GET /cases/{case_id}/progress": CASE,
+    "GET /cases/{case_id}/payments": CASE,
+    "POST /cases/{case_id}/payments": CASE,
     "GET /cases/{case_id}/transfer-checks": CASE,
     "POST /cases/{case_id}/submission": CASE,
     "POST /cases/{case_id}/withdrawal": CASE,

@@ -17,6 +17,7 @@ PAGED = {
     "/delegations": ("owner", ""),
     "/cases/{case_id}/delegations": ("owner", ""),
     "/cases/{case_id}/actions": ("owner", ""),
+    "/cases/{case_id}/payments": ("owner", ""),
     "/admin/deliveries": ("admin", ""),
     "/admin/payments/flagged": ("admin", ""),
     "/lookup/cases": ("service", "business_no=JN0000&reason=核对过户进度"),

@@ -21,7 +21,7 @@ from partners.signing import (
     sign_request,
 )
 from services.delivery import PAYMENT_REPORT
-from tests.hub.flows import assert_error, new_business, signed_call
+from tests.hub.flows import assert_error, new_business, share_ids, signed_call
 
 FEEDBACK = "/partner/feedback"
 EXPORTS = "/partner/exports"
@@ -319,7 +319,7 @@ def payment_reports(payment_id):
         OutboxMessage.select()
         .where(
             (OutboxMessage.kind == PAYMENT_REPORT)
-            & (OutboxMessage.ref_id == payment_id)
+            & OutboxMessage.ref_id.in_(share_ids(payment_id))
         )
         .count()
     )

@@ -7,7 +7,12 @@ import requests
 from demo import scenarios
 from models import Case, CaseAction, OutboxMessage, Payment, Refund, Transfer
 from services import delivery, withdrawal
-from tests.hub.flows import assert_error, citizen_request, drive_to_submission
+from tests.hub.flows import (
+    assert_error,
+    citizen_request,
+    drive_to_submission,
+    share_ids,
+)
 from tests.hub.test_agents_and_windows import grant
 
 
@@ -53,8 +58,9 @@ def pay(client, case_id, transfer_id):
 
 
 def message_state(kind, payment_id):
+    """Return the state of the payment's one report or reversal, if written."""
     message = OutboxMessage.get_or_none(
-        (OutboxMessage.kind == kind) & (OutboxMessage.ref_id == payment_id)
+        (OutboxMessage.kind == kind) & OutboxMessage.ref_id.in_(share_ids(payment_id))
     )
     return message and message.state
 

@@ -1,0 +1,338 @@
+"""One order for the arrears of several accounts, split per utility.
+
+The order's shares are reported to their utilities one by one; each utility
+answers how much went against the debt, and what a counter payment already
+covered comes back to the payer without anyone asking.
+"""
+
+import pytest
+import requests
+from peewee import fn
+
+from models import OutboxMessage, PaymentShare, Refund, TransferEvent
+from partners.http import PartnerError
+from services import delivery, evidence, withdrawal
+from tests.hub.flows import assert_error, citizen_request, drive_to_submission
+from tests.hub.test_withdrawal import sim_arrears, wait_until
+
+ARREARS = {"water": 3100, "power": 5250, "gas": 0}
+
+
+def _case(client, homes, arrears=None):
+    arrears = arrears or ARREARS
+    home = homes.make(
+        accounts=[(kind, {"arrears_fen": fen}) for kind, fen in arrears.items()]
+    )
+    case_id = drive_to_submission(client, home)
+    case = client.call("GET", f"/cases/{case_id}")
+    transfers = {t["utility_kind"]: t for t in case["transfers"]}
+    return case_id, transfers
+
+
+def _shares_by_kind(payment, transfers):
+    kinds = {t["transfer_id"]: kind for kind, t in transfers.items()}
+    return {kinds[share["transfer_id"]]: share for share in payment["shares"]}
+
+
+def _counter(stack, utility, account_no, amount_fen):
+    response = requests.post(
+        stack.peers.utility_sim_url + "/_sim/counter-payments",
+        json={"utility": utility, "account_no": account_no, "amount_fen": amount_fen},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def _reports_done(payment_id):
+    shares = PaymentShare.select().where(PaymentShare.payment == payment_id)
+    return all(share.reported_at is not None for share in shares)
+
+
+def _settled(client, payment):
+    client.pay_in_sandbox(payment["code_url"])
+    paid = client.wait_for_payment(payment["payment_id"])
+    assert paid["status"] == "paid"
+    wait_until(lambda: _reports_done(payment["payment_id"]))
+    return paid
+
+
+def _refunds_done(payment_id, count):
+    done = Refund.select().where(
+        (Refund.payment == payment_id) & (Refund.status == "succeeded")
+    )
+    return done.count() == count
+
+
+def test_one_order_pays_every_debt(client, homes, stack):
+    case_id, transfers = _case(client, homes)
+
+    payment = client.call("POST", f"/cases/{case_id}/payments", {})
+
+    assert payment["amount_fen"] == 3100 + 5250
+    assert payment["amount_display"] == "¥83.50"
+    assert payment["transfer_id"] is None
+    assert payment["case_id"] == case_id
+    shares = _shares_by_kind(payment, transfers)
+    # The gas account owes nothing and is left out.
+    assert set(shares) == {"water", "power"}
+    assert shares["water"]["amount_fen"] == 3100
+    assert shares["power"]["amount_fen"] == 5250
+    assert {share["status"] for share in shares.values()} == {"unpaid"}
+    assert payment["service_org"] == "济南水务集团有限公司、国网济南供电公司"
+
+    paid = _settled(client, payment)
+
+    shares = _shares_by_kind(
+        client.call("GET", f"/payments/{paid['payment_id']}"), transfers
+    )
+    assert shares["water"]["status"] == "credited"
+    assert shares["water"]["applied_fen"] == 3100
+    assert shares["power"]["applied_fen"] == 5250
+    assert sim_arrears(stack, "water", transfers["water"]["account_no"]) == 0
+    assert sim_arrears(stack, "power", transfers["power"]["account_no"]) == 0
+    # Each utility heard of its own part, under its own payment id.
+    reports = {
+        message.payload["account_no"]: message.payload
+        for message in OutboxMessage.select().where(
+            (OutboxMessage.kind == delivery.PAYMENT_REPORT)
+            & OutboxMessage.ref_id.in_(
+                [
+                    s.id
+                    for s in PaymentShare.select().where(
+                        PaymentShare.payment == paid["payment_id"]
+                    )
+                ]
+            )
+        )
+    }
+    water_report = reports[transfers["water"]["account_no"]]
+    power_report = reports[transfers["power"]["account_no"]]
+    assert water_report["amount_fen"] == 3100
+    assert power_report["amount_fen"] == 5250
+    assert water_report["payment_id"] != power_report["payment_id"]
+    assert water_report["payment_id"].startswith(paid["out_trade_no"])
+    # Each timeline says what was paid on it; the gas timeline says nothing.
+    progress = client.call("GET", f"/cases/{case_id}/progress")
+    kinds = {t["transfer_id"]: kind for kind, t in transfers.items()}
+    notes = {
+        kinds[t["transfer_id"]]: [
+            e["note"] for e in t["events"] if e["status"] == "arrears_paid"
+        ]
+        for t in progress["transfers"]
+    }
+    assert notes == {
+        "water": ["欠费已缴清（31.00 元）"],
+        "power": ["欠费已缴清（52.50 元）"],
+        "gas": [],
+    }
+    # The evidence log holds one entry per share, on its transfer.
+    entries = [
+        entry
+        for entry in evidence.case_entries(case_id)
+        if entry["kind"] == evidence.PAYMENT
+    ]
+    assert sorted(entry["transfer_id"] for entry in entries) == sorted(
+        [transfers["water"]["transfer_id"], transfers["power"]["transfer_id"]]
+    )
+    assert Refund.select().where(Refund.payment == paid["payment_id"]).count() == 0
+
+
+def test_repeated_tap_reuses_the_order(client, homes):
+    case_id, _ = _case(client, homes)
+    first = client.call("POST", f"/cases/{case_id}/payments", {})
+
+    again = citizen_request(client, "POST", f"/cases/{case_id}/payments", {})
+
+    assert again.status_code == 200
+    assert again.json()["payment_id"] == first["payment_id"]
+
+
+def test_another_choice_replaces_the_open_orders(client, homes, stack):
+    case_id, transfers = _case(client, homes)
+    water_id = transfers["water"]["transfer_id"]
+    single = client.call("POST", f"/cases/{case_id}/transfers/{water_id}/payments", {})
+
+    combined = client.call("POST", f"/cases/{case_id}/payments", {})
+
+    # Only one code can ever be paid for a debt: the water order is closed.
+    assert client.call("GET", f"/payments/{single['payment_id']}")["status"] == "closed"
+    # And a single order again closes the order for both.
+    client.call("POST", f"/cases/{case_id}/transfers/{water_id}/payments", {})
+    assert (
+        client.call("GET", f"/payments/{combined['payment_id']}")["status"] == "closed"
+    )
+    orders = client.call("GET", f"/cases/{case_id}/payments")
+    assert orders["total"] == 3
+    assert [o["status"] for o in orders["items"]] == ["pending", "closed", "closed"]
+
+
+def test_chosen_accounts_only(client, homes):
+    case_id, transfers = _case(client, homes)
+    power_id = transfers["power"]["transfer_id"]
+
+    payment = client.call(
+        "POST", f"/cases/{case_id}/payments", {"transfer_ids": [power_id]}
+    )
+
+    assert payment["amount_fen"] == 5250
+    # An order for one account names it, as the per-account endpoint does.
+    assert payment["transfer_id"] == power_id
+    assert [s["transfer_id"] for s in payment["shares"]] == [power_id]
+
+
+@pytest.mark.parametrize(
+    ("choice", "status", "code"),
+    [
+        (lambda t: [t["gas"]["transfer_id"]], 409, "nothing_to_pay"),
+        (lambda t: [2_000_000_000], 422, "unknown_transfer"),
+        (lambda t: [t["water"]["transfer_id"]] * 2, 422, "duplicate_transfer"),
+        (lambda t: [], 422, "validation_failed"),
+        (lambda t: ["1"], 422, "validation_failed"),
+    ],
+    ids=["nothing_owed", "foreign_transfer", "twice", "empty", "text"],
+)
+def test_bad_choice_is_refused(client, homes, choice, status, code):
+    case_id, transfers = _case(client, homes)
+
+    response = citizen_request(
+        client,
+        "POST",
+        f"/cases/{case_id}/payments",
+        {"transfer_ids": choice(transfers)},
+    )
+
+    assert_error(response, status, code)
+    assert client.call("GET", f"/cases/{case_id}/payments")["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("counter_fen", "refunded_fen"),
+    [(3100, 3100), (1000, 1000), (1, 1), (3099, 3099), (9000, 3100)],
+    ids=["whole_debt", "part", "one_fen", "all_but_one_fen", "more_than_debt"],
+)
+def test_debt_paid_at_the_counter_comes_back(
+    client, homes, stack, counter_fen, refunded_fen
+):
+    """The water debt is paid at the counter after the order was made."""
+    case_id, transfers = _case(client, homes)
+    payment = client.call("POST", f"/cases/{case_id}/payments", {})
+    water_account = transfers["water"]["account_no"]
+    _counter(stack, "water", water_account, counter_fen)
+
+    paid = _settled(client, payment)
+
+    wait_until(lambda: _refunds_done(paid["payment_id"], 1))
+    answer = client.call("GET", f"/payments/{paid['payment_id']}")
+    shares = _shares_by_kind(answer, transfers)
+    assert shares["water"]["applied_fen"] == 3100 - refunded_fen
+    assert shares["power"]["applied_fen"] == 5250
+    [refund] = answer["refunds"]
+    assert refund["amount_fen"] == refunded_fen
+    assert refund["transfer_id"] == transfers["water"]["transfer_id"]
+    assert refund["status"] == "succeeded"
+    assert answer["refunded_fen"] == refunded_fen
+    # The debt at the utility is settled once, not twice.
+    assert sim_arrears(stack, "water", water_account) == 0
+    # The provider returned exactly that much of the order.
+    order = requests.get(
+        stack.peers.wechatpay_url + f"/_sandbox/orders/{paid['out_trade_no']}",
+        timeout=10,
+    ).json()
+    assert order["refunded_fen"] == refunded_fen
+    water_events = TransferEvent.select().where(
+        (TransferEvent.transfer == transfers["water"]["transfer_id"])
+        & (TransferEvent.status == "overpaid_refunded")
+    )
+    assert [event.note for event in water_events] == [
+        f"欠费已在服务机构结清，多缴金额原路退回（{refunded_fen / 100:.2f} 元）"
+    ]
+
+
+def test_report_repeated_refunds_once(client, homes, stack, app):
+    """A report sent again, as after a crash, refunds nothing more."""
+    case_id, transfers = _case(client, homes)
+    payment = client.call("POST", f"/cases/{case_id}/payments", {})
+    _counter(stack, "water", transfers["water"]["account_no"], 3100)
+    paid = _settled(client, payment)
+    water_share = PaymentShare.get(
+        (PaymentShare.payment == paid["payment_id"])
+        & (PaymentShare.transfer == transfers["water"]["transfer_id"])
+    )
+    report = OutboxMessage.get(
+        (OutboxMessage.kind == delivery.PAYMENT_REPORT)
+        & (OutboxMessage.ref_id == water_share.id)
+    )
+
+    with app.app_context():
+        delivery.handlers()[delivery.PAYMENT_REPORT](report)
+
+    refunds = Refund.select().where(Refund.share == water_share)
+    assert [refund.amount_fen for refund in refunds] == [3100]
+
+
+def test_withdrawal_returns_what_is_left_of_each_share(client, homes, stack):
+    case_id, transfers = _case(client, homes)
+    payment = client.call("POST", f"/cases/{case_id}/payments", {})
+    _counter(stack, "water", transfers["water"]["account_no"], 1000)
+    paid = _settled(client, payment)
+    wait_until(lambda: _refunds_done(paid["payment_id"], 1))
+
+    client.call("POST", f"/cases/{case_id}/withdrawal", {"reason": "交易取消"})
+
+    wait_until(lambda: _refunds_done(paid["payment_id"], 3))
+    answer = client.call("GET", f"/payments/{paid['payment_id']}")
+    by_transfer = {}
+    for refund in answer["refunds"]:
+        by_transfer.setdefault(refund["transfer_id"], []).append(refund["amount_fen"])
+    assert by_transfer == {
+        transfers["water"]["transfer_id"]: [1000, 2100],
+        transfers["power"]["transfer_id"]: [5250],
+    }
+    assert answer["refunded_fen"] == answer["amount_fen"]
+    assert {s["status"] for s in answer["shares"]} == {"refunded"}
+    total = (
+        Refund.select(fn.SUM(Refund.amount_fen))
+        .where(Refund.payment == paid["payment_id"])
+        .scalar()
+    )
+    assert total == 8350
+    # The utilities put back what the payment had taken off each debt.
+    reversals = OutboxMessage.select().where(
+        OutboxMessage.kind == withdrawal.REVERSE_PAYMENT
+    )
+    wait_until(
+        lambda: all(
+            m.state == "done"
+            for m in reversals.where(
+                OutboxMessage.ref_id.in_(
+                    [
+                        s.id
+                        for s in PaymentShare.select().where(
+                            PaymentShare.payment == paid["payment_id"]
+                        )
+                    ]
+                )
+            )
+        )
+    )
+    assert sim_arrears(stack, "water", transfers["water"]["account_no"]) == 2100
+    assert sim_arrears(stack, "power", transfers["power"]["account_no"]) == 5250
+
+
+class _Share:
+    id = 1
+    amount_fen = 3100
+
+
+@pytest.mark.parametrize(
+    "applied", [-1, 3101, "3100", 3100.0, True, [3100], {"fen": 1}]
+)
+def test_garbage_applied_amount_is_retried(applied):
+    with pytest.raises(PartnerError):
+        delivery._applied_fen({"applied_fen": applied}, _Share(), "water")
+
+
+@pytest.mark.parametrize(("answer", "expected"), [({}, 3100), ({"applied_fen": 0}, 0)])
+def test_applied_amount_read(answer, expected):
+    assert delivery._applied_fen(answer, _Share(), "water") == expected
