@@ -1,9 +1,10 @@
 // The staff console: password login (with the forced change of a one-time
 // password), customer-service lookup, the utility desk's returned transfers and
-// accounts to check, and an agency's or window's cases.
+// accounts to check, an agency's or window's cases, and the supervision report.
 
 import { ApiError, Session, query } from "/static/shared/api.js";
-import { errorBox, h, shortTime, show, statusTone, timelineList, yuan } from "/static/shared/dom.js";
+import { errorBox, h, pager, shortTime, show, statusTone, timelineList, yuan } from "/static/shared/dom.js";
+import { showSupervision } from "/static/console/supervision.js";
 
 const session = new Session("lianban.console");
 const main = document.getElementById("main");
@@ -18,9 +19,16 @@ const CRITERIA = {
   account_no: "户号",
   id_number: "证件号码（居民身份证）",
 };
+// Each role gets the tabs whose endpoints accept it: lookup (api/lookup.py),
+// the utility desk (api/utility.py), cases (CASE_ROLES in api/security.py)
+// and the supervision report (api/supervision.py).
 const TABS_BY_ROLE = {
   service: [["lookup", "案件查询"]],
-  admin: [["lookup", "案件查询"]],
+  admin: [
+    ["lookup", "案件查询"],
+    ["supervision", "监管报表"],
+  ],
+  supervisor: [["supervision", "监管报表"]],
   utility: [
     ["returned", "退件"],
     ["reviews", "待核对户号"],
@@ -153,6 +161,7 @@ const SCREENS = {
   returned: showReturned,
   reviews: showReviews,
   cases: showCases,
+  supervision: () => showSupervision(main, session),
 };
 
 function showDesk() {
@@ -177,17 +186,6 @@ function openTab(key) {
     else button.removeAttribute("aria-current");
   });
   SCREENS[key]();
-}
-
-function pager(page, load) {
-  const pages = Math.max(1, Math.ceil(page.total / page.page_size));
-  return h(
-    "div",
-    { class: "pager" },
-    h("span", { class: "muted" }, `共 ${page.total} 条，第 ${page.page} / ${pages} 页`),
-    h("button", { type: "button", class: "secondary", disabled: page.page <= 1, onclick: () => load(page.page - 1) }, "上一页"),
-    h("button", { type: "button", class: "secondary", disabled: page.page >= pages, onclick: () => load(page.page + 1) }, "下一页"),
-  );
 }
 
 function people(list) {

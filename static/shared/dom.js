@@ -82,3 +82,16 @@ export function timelineList(events, className = "timeline") {
     ),
   );
 }
+
+// Build the "page N of M" line with its previous and next buttons. Clicking
+// one calls `load(n)` for page n. `page` is a paged response: {total, page, page_size}.
+export function pager(page, load) {
+  const pages = Math.max(1, Math.ceil(page.total / page.page_size));
+  return h(
+    "div",
+    { class: "pager" },
+    h("span", { class: "muted" }, `共 ${page.total} 条，第 ${page.page} / ${pages} 页`),
+    h("button", { type: "button", class: "secondary", disabled: page.page <= 1, onclick: () => load(page.page - 1) }, "上一页"),
+    h("button", { type: "button", class: "secondary", disabled: page.page >= pages, onclick: () => load(page.page + 1) }, "下一页"),
+  );
+}

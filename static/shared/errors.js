@@ -87,6 +87,11 @@ export const ERROR_MESSAGES = {
   return_reason_missing: "退件必须填写退件原因。",
   feedback_out_of_order: "办理状态不能倒退。",
   idempotency_in_flight: "上一次提交仍在处理中，请稍后再试。",
+
+  // Supervision report
+  month_invalid: "月份格式有误，请按“年-月”选择，如 2026-03。",
+  month_range_invalid: "起始月份不能晚于结束月份，且一次最多查询 36 个月。",
+  utility_not_found: "没有该服务机构，请刷新页面后重新选择。",
 };
 
 // Field names that appear in `errors`, for messages such as "查询事由：…".
@@ -103,6 +108,9 @@ export const FIELD_LABELS = {
   note: "说明",
   decision: "结论",
   version: "协议版本",
+  from_month: "起始月份",
+  to_month: "结束月份",
+  utility: "服务机构",
 };
 
 // Codes whose message from the API names the value at fault (a version, an
@@ -114,6 +122,7 @@ const SPECIFIC_API_MESSAGES = new Set([
   "case_not_open",
   "delegation_scope",
   "holder_unknown",
+  "month_invalid",
   "password_weak",
   "reconciliation_decided",
   "transfer_final",

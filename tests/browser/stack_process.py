@@ -20,10 +20,11 @@ from pathlib import Path
 from demo import scenarios
 from demo.client import HubClient
 from demo.stack import start_stack
+from models import Transfer
 from models.db import database
 from services import staff as staff_service
 from tests.hub.conftest import STAFF_PASSWORD, Homes, Staffing
-from tests.hub.flows import drive_to_submission
+from tests.hub.flows import drive_to_submission, signed_call
 
 log = logging.getLogger("tests.browser.stack_process")
 
@@ -71,15 +72,66 @@ def seed_citizen_home(homes):
 def seed_returned_transfer(stack, homes):
     """Drive a home to the end, so that the power company returns its transfer."""
     home = homes.make(accounts=[("power", {"direct_debit": True})])
-    client = hub_client(stack)
-    case_id = drive_to_submission(client, home)
-    client.call("POST", f"/cases/{case_id}/submission", {})
-    client.put_business(home.business_no, scenarios.business_payload(home, "completed"))
-    progress = client.wait_until_final(case_id)
+    progress = submit_and_complete(stack, home)
     statuses = [transfer["status"] for transfer in progress["transfers"]]
     if statuses != ["returned"]:
         raise RuntimeError(f"the seeded power transfer ended as {statuses}")
     return home
+
+
+def submit_and_complete(stack, home, wait=True):
+    """Submit the home's case and have the registry complete the business.
+
+    Returns the case's progress, after every transfer is final when `wait`.
+    """
+    client = hub_client(stack)
+    case_id = drive_to_submission(client, home)
+    client.call("POST", f"/cases/{case_id}/submission", {})
+    client.put_business(home.business_no, scenarios.business_payload(home, "completed"))
+    if wait:
+        return client.wait_until_final(case_id)
+    return client.call("GET", f"/cases/{case_id}/progress")
+
+
+def seed_supervision(stack, homes):
+    """Give the supervision report completed, late, returned and open transfers.
+
+    Water, gas and heat complete. Power is returned for its direct debit, and
+    a water account that still owes is returned for its arrears. The TV
+    company, which has no system link, collects its export and keeps its
+    transfer open. One gas transfer gets a due time equal to its delivery
+    time, as if the company had completed it late, because a real delay
+    takes working days.
+    """
+    first = homes.make(
+        accounts=[("water", {}), ("gas", {}), ("power", {"direct_debit": True})]
+    )
+    second = homes.make(
+        accounts=[("water", {"arrears_fen": 1880}), ("gas", {}), ("heat", {})]
+    )
+    expected = {
+        first.business_no: ["completed", "completed", "returned"],
+        second.business_no: ["returned", "completed", "completed"],
+    }
+    late_gas = None
+    for home in (first, second):
+        progress = submit_and_complete(stack, home)
+        transfers = progress["transfers"]
+        statuses = [transfer["status"] for transfer in transfers]
+        if statuses != expected[home.business_no]:
+            raise RuntimeError(f"the seeded transfers ended as {statuses}")
+        late_gas = late_gas or transfers[1]["transfer_id"]
+    Transfer.update(due_at=Transfer.delivered_at).where(
+        Transfer.id == late_gas
+    ).execute()
+
+    tv_home = homes.make(accounts=[("tv", {})])
+    submit_and_complete(stack, tv_home, wait=False)
+    collected = signed_call(stack, "tv", "GET", "/partner/exports")
+    collected.raise_for_status()
+    accounts = [item["account_no"] for item in collected.json()["transfers"]]
+    if accounts != [tv_home.accounts[0].account_no]:
+        raise RuntimeError(f"the TV company collected the accounts {accounts}")
 
 
 def seed_review_item(stack, homes):
@@ -113,7 +165,11 @@ def seed_unlisted_account(homes):
 
 
 def seed_staff(stack):
-    """Create a hotline member with a one-time password, and a power company member."""
+    """Create the staff whom the console tests log in as.
+
+    The hotline member has a one-time password. The power company member,
+    the supervisor and the administrator have STAFF_PASSWORD.
+    """
     staffing = Staffing(stack, stack.app)
     organisation = staffing.organisation("service_desk")
     username = f"hotline{staffing.people.person('370102').id_number[-6:]}"
@@ -128,6 +184,10 @@ def seed_staff(stack):
         "username": utility_member.username,
         "password": STAFF_PASSWORD,
     }
+    operator = staffing.organisation("operator")
+    for role in ("supervisor", "admin"):
+        member, _ = staffing.member(role, operator, login=False)
+        logins[role] = {"username": member.username, "password": STAFF_PASSWORD}
     return logins
 
 
@@ -160,6 +220,7 @@ def seed(stack):
         returned_home = seed_returned_transfer(stack, homes)
         review_home = seed_review_item(stack, homes)
         unlisted_home = seed_unlisted_account(homes)
+        seed_supervision(stack, homes)
         logins = seed_staff(stack)
         logins["agent"] = seed_agent(stack, review_home)
     return {

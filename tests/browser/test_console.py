@@ -1,4 +1,7 @@
-"""The staff console at desktop size: login, lookup, and the utility desk."""
+"""The staff console at desktop size: login, lookup, the utility desk, cases.
+
+Each role gets only the tabs whose endpoints accept it.
+"""
 
 NEW_PASSWORD = "Console-test-2026"
 
@@ -9,6 +12,14 @@ def log_in(page, stack, login):
     form.locator("#username").fill(login["username"])
     form.locator("#password").fill(login["password"])
     page.get_by_test_id("login").click()
+
+
+def tab_keys(page):
+    """Return the keys of the console's tabs, in order."""
+    page.get_by_test_id("staff-name").wait_for()
+    return page.locator("#tabs button").evaluate_all(
+        "buttons => buttons.map((button) => button.dataset.tab)"
+    )
 
 
 def test_hotline_lookup_is_masked_and_needs_reason(desktop_page, stack, screenshots):
@@ -34,6 +45,7 @@ def test_hotline_lookup_is_masked_and_needs_reason(desktop_page, stack, screensh
     form = page.get_by_test_id("lookup-form")
     form.wait_for()
     assert page.get_by_test_id("staff-name").inner_text() == "客服测试员 · 客服人员"
+    assert tab_keys(page) == ["lookup"]
     lookups = []
     page.on(
         "request",
@@ -86,6 +98,7 @@ def test_utility_desk_shows_returns_and_reviews(desktop_page, stack, screenshots
         has_text=stack["returned_home"]["business_no"]
     )
     row.wait_for()
+    assert tab_keys(page) == ["returned", "reviews"]
     assert "原户主银行代扣未解除" in row.inner_text()
     row.click()
     page.locator("#reopen-note").wait_for()
@@ -109,6 +122,7 @@ def test_agent_sees_case_list(desktop_page, stack, screenshots):
     log_in(page, stack, stack["staff"]["agent"])
     row = page.get_by_test_id("case-row")
     row.wait_for()
+    assert tab_keys(page) == ["cases"]
     assert row.count() == 1
     assert stack["review_home"]["business_no"] in row.inner_text()
     row.click()
