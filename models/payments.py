@@ -53,8 +53,8 @@ class PaymentShare(BaseModel):
     """The part of an order that pays one transfer's arrears.
 
     Each share is reported to its utility on its own, under
-    `utility_payment_id`, and the utility answers how much of it went
-    against the debt. What the debt no longer needed, because it was paid at
+    `utility_payment_id`, and the utility's response states how much of it
+    went against the debt. What the debt no longer needed, because it was paid at
     the utility's counter meanwhile, is refunded.
     """
 
@@ -66,7 +66,7 @@ class PaymentShare(BaseModel):
     # paid_late (the order was closed or the case withdrawn) or refunded
     # (credited, then returned because the case was withdrawn).
     status = peewee.CharField(max_length=16, default="unpaid")
-    # What the utility took off the debt, from its answer to the report.
+    # What the utility took off the debt, from its response to the report.
     applied_fen = peewee.IntegerField(null=True)
     reported_at = peewee.DateTimeField(null=True)
 

@@ -338,8 +338,8 @@ def _send_payment_report(message):
 def _applied_fen(answer, share, partner):
     """Return how much of the share the utility took off the debt.
 
-    A utility that does not say took all of it. An answer outside 0 to the
-    share's amount is garbage, and the report is tried again.
+    A response without `applied_fen` means all of it. A value outside 0 to
+    the share's amount is invalid, so the report is sent again later.
     """
     applied = answer.get("applied_fen")
     if applied is None:
@@ -350,7 +350,7 @@ def _applied_fen(answer, share, partner):
         or not 0 <= applied <= share.amount_fen
     ):
         log.warning(
-            "partner answered an invalid applied_fen partner=%s share=%s",
+            "partner sent an invalid applied_fen partner=%s share=%s",
             partner,
             share.id,
         )

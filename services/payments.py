@@ -45,9 +45,9 @@ def start_payment(transfer, provider="wechatpay"):
 def start_case_payment(case, provider="wechatpay", transfer_ids=None):
     """Return one payable order for the arrears of several accounts of a case.
 
-    Without `transfer_ids` the order covers every account whose utility takes
-    payments online and still has a debt; accounts whose payment is being
-    settled are left out. Named transfers must each be payable.
+    Without `transfer_ids` the order covers every account that has a debt
+    and whose utility takes payments online. Accounts whose payment is still
+    being settled are left out. Named transfers must each be payable.
     """
     _require_payable_case(case)
     transfers = list(case.transfers.order_by(Transfer.id))

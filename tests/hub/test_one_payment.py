@@ -1,8 +1,8 @@
 """One order for the arrears of several accounts, split per utility.
 
-The order's shares are reported to their utilities one by one; each utility
-answers how much went against the debt, and what a counter payment already
-covered comes back to the payer without anyone asking.
+Each share of the order is reported to its own utility. The utility's
+response states how much went against the debt, and the hub refunds what a
+counter payment already covered without anyone asking.
 """
 
 import pytest
@@ -112,7 +112,7 @@ def test_one_order_pays_every_debt(client, homes, stack):
     assert power_report["amount_fen"] == 5250
     assert water_report["payment_id"] != power_report["payment_id"]
     assert water_report["payment_id"].startswith(paid["out_trade_no"])
-    # Each timeline says what was paid on it; the gas timeline says nothing.
+    # Each timeline shows what was paid on it, and the gas timeline nothing.
     progress = client.call("GET", f"/cases/{case_id}/progress")
     kinds = {t["transfer_id"]: kind for kind, t in transfers.items()}
     notes = {
@@ -126,7 +126,7 @@ def test_one_order_pays_every_debt(client, homes, stack):
         "power": ["欠费已缴清（52.50 元）"],
         "gas": [],
     }
-    # The evidence log holds one entry per share, on its transfer.
+    # The evidence log has one entry per share, on its transfer.
     entries = [
         entry
         for entry in evidence.case_entries(case_id)
