@@ -108,7 +108,7 @@ def walk_case(client, agent, stack, scenario):
     add_unlinked_accounts(actor, who, case_id, scenario)
     for account in actor.call("GET", f"/cases/{case_id}/accounts"):
         confirm_and_accept(actor, who, case_id, account)
-    pay_arrears(actor, who, case_id)
+    pay_arrears(actor, who, case_id, scenario, stack)
     actor.call("POST", f"/cases/{case_id}/submission", {})
     say(f"{who}: submitted the case for joint handling", 1)
     client.put_business(
@@ -180,10 +180,16 @@ def confirm_and_accept(client, who, case_id, account):
     )
 
 
-def pay_arrears(client, who, case_id):
-    for answer in client.call("GET", f"/cases/{case_id}/arrears"):
-        if answer["state"] != "owed":
-            continue
+def pay_arrears(client, who, case_id, scenario, stack):
+    owed = [
+        answer
+        for answer in client.call("GET", f"/cases/{case_id}/arrears")
+        if answer["state"] == "owed"
+    ]
+    if len(owed) > 1:
+        pay_all_at_once(client, who, case_id, scenario, stack)
+        return
+    for answer in owed:
         payment = client.call(
             "POST", f"/cases/{case_id}/transfers/{answer['transfer_id']}/payments", {}
         )
@@ -202,6 +208,61 @@ def pay_arrears(client, who, case_id):
         say(f"payment: {settled['status']} at {settled['paid_at']}", 1)
         left = wait_for_report(client, case_id, answer["transfer_id"])
         say(f"utility: arrears now {left['arrears_display']} ({left['state']})", 1)
+
+
+def pay_all_at_once(client, who, case_id, scenario, stack):
+    """Pay every debt with one order; the scenario may pay one at the counter first."""
+    payment = client.call("POST", f"/cases/{case_id}/payments", {})
+    parts = "、".join(
+        f"{share['service_org']} {share['amount_display']}"
+        for share in payment["shares"]
+    )
+    say(f"{who}: one QR code for {payment['amount_display']} ({parts})", 1)
+    for account in scenario.accounts:
+        if account.counter_paid_fen:
+            requests.post(
+                stack.peers.utility_sim_url + "/_sim/counter-payments",
+                json={
+                    "utility": account.utility,
+                    "account_no": account.account_no,
+                    "amount_fen": account.counter_paid_fen,
+                },
+                timeout=10,
+            ).raise_for_status()
+            say(
+                f"seller: paid {account.counter_paid_fen / 100:.2f} yuan at the "
+                f"{account.utility} counter while the code was open",
+                1,
+            )
+    client.pay_in_sandbox(payment["code_url"])
+    settled = client.wait_for_payment(payment["payment_id"])
+    say(f"payment: {settled['status']} at {settled['paid_at']}", 1)
+    for share in payment["shares"]:
+        left = wait_for_report(client, case_id, share["transfer_id"])
+        say(
+            f"utility: {share['service_org']} arrears now {left['arrears_display']} "
+            f"({left['state']})",
+            1,
+        )
+    settled = wait_for_refunds(client, payment["payment_id"])
+    for refund in settled["refunds"]:
+        say(
+            f"refund: {refund['amount_display']} back to the payer, "
+            f"{refund['reason']} ({refund['status']})",
+            1,
+        )
+
+
+def wait_for_refunds(client, payment_id, seconds=15):
+    """Poll the order until each refund the utilities' answers started is done."""
+    deadline = time.monotonic() + seconds
+    while True:
+        payment = client.call("GET", f"/payments/{payment_id}")
+        shares_reported = all(share["reported"] for share in payment["shares"])
+        refunds_done = all(r["status"] == "succeeded" for r in payment["refunds"])
+        if shares_reported and refunds_done or time.monotonic() > deadline:
+            return payment
+        time.sleep(0.3)
 
 
 def wait_for_report(client, case_id, transfer_id, seconds=10):

@@ -67,6 +67,8 @@ class Account:
     linked: bool = True
     prepaid_fen: int = 0
     block_reason: str | None = None
+    # Paid at the utility's counter while the order in the app is open.
+    counter_paid_fen: int = 0
 
 
 @dataclass
@@ -141,7 +143,8 @@ def build_scenarios(seed=2026):
     buyer = people.person(code)
     new_home = Scenario(
         key="new-home",
-        title="新建商品房：户号仍在开发商名下，欠水费 42.30 元，扫码缴清后过户",
+        title="新建商品房：户号仍在开发商名下，欠水费 42.30 元、暖气费 186.00 元，"
+        "一次扫码缴清；开发商已在窗口缴过暖气费，多缴的自动退回",
         business_no="JN2026120400101",
         business_type="商品房买卖",
         unit_code=unit_code(code, 101, 5, 1201),
@@ -157,7 +160,13 @@ def build_scenarios(seed=2026):
         Account("water", people.account_no("water"), developer, arrears_fen=4230),
         Account("power", people.account_no("power"), developer),
         Account("gas", people.account_no("gas"), developer),
-        Account("heat", people.account_no("heat"), developer),
+        Account(
+            "heat",
+            people.account_no("heat"),
+            developer,
+            arrears_fen=18600,
+            counter_paid_fen=18600,
+        ),
     ]
     new_home.expect = {"completed": 4, "returned": 0}
     scenarios.append(new_home)
