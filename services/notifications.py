@@ -30,6 +30,7 @@ from models import (
     OutboxMessage,
     Party,
     PaymentShare,
+    Refund,
     ReleaseNotice,
     SmsSetting,
     Staff,
@@ -81,6 +82,7 @@ EVENTS = {
     "completed": "completed",
     "returned": "returned",
     "arrears_paid": "paid",
+    "overpaid_refunded": "refunded",
     "withdrawn": "withdrawn",
 }
 # Each event's status word (at most 5 Chinese characters, as a phrase field
@@ -91,6 +93,7 @@ WORDING = {
     "completed": ("已办结", "户号已过户至新户主"),
     "returned": ("已退件", "退件原因："),
     "paid": ("已缴费", "欠费已缴清"),
+    "refunded": ("已退款", "欠费已在服务机构结清，多缴金额原路退回"),
     "overdue": ("已超期", "已超过办理时限，已督办"),
     "withdrawn": ("已撤回", "联办事项已撤回，已缴费用原路退回"),
 }
@@ -169,6 +172,8 @@ def _status_params(transfer, event, return_reason):
         line = f"{line}{return_reason or '未说明'}"
     elif event == "paid":
         line = _paid_line(transfer) or line
+    elif event == "refunded":
+        line = _refund_line(transfer) or line
     return {
         "utility": utility,
         "status": word,
@@ -190,6 +195,19 @@ def _paid_line(transfer):
     if share is None:
         return None
     return f"欠费{share.amount_fen / 100:.2f}元已缴清"
+
+
+def _refund_line(transfer):
+    refund = (
+        Refund.select()
+        .join(PaymentShare)
+        .where(PaymentShare.transfer == transfer)
+        .order_by(Refund.id.desc())
+        .first()
+    )
+    if refund is None:
+        return None
+    return f"多缴{refund.amount_fen / 100:.2f}元已原路退回"
 
 
 def _clip(text, limit):

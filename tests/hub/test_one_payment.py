@@ -9,9 +9,9 @@ import pytest
 import requests
 from peewee import fn
 
-from models import OutboxMessage, PaymentShare, Refund, TransferEvent
+from models import OutboxMessage, PaymentShare, Refund, Transfer, TransferEvent
 from partners.http import PartnerError
-from services import delivery, evidence, withdrawal
+from services import delivery, evidence, notifications, withdrawal
 from tests.hub.flows import assert_error, citizen_request, drive_to_submission
 from tests.hub.test_withdrawal import sim_arrears, wait_until
 
@@ -247,6 +247,11 @@ def test_debt_paid_at_the_counter_comes_back(
     assert [event.note for event in water_events] == [
         f"欠费已在服务机构结清，多缴金额原路退回（{refunded_fen / 100:.2f} 元）"
     ]
+    # The people on the case are told with the amount.
+    transfer = Transfer.get_by_id(transfers["water"]["transfer_id"])
+    params = notifications._status_params(transfer, "refunded", None)
+    assert params["status"] == "已退款"
+    assert params["detail"] == f"多缴{refunded_fen / 100:.2f}元已原路退回"
 
 
 def test_report_repeated_refunds_once(client, homes, stack, app):
