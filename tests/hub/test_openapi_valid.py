@@ -138,6 +138,7 @@ def test_public_operations(spec):
         "POST /api/v1/auth/miniprogram-login",
         "POST /api/v1/auth/login",
         "POST /api/v1/auth/refresh",
+        "GET /api/v1/utilities",
         "GET /api/v1/agreements/{service_org}",
         "POST /api/v1/payments/notify/wechatpay",
         "POST /api/v1/payments/notify/alipay",
