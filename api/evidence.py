@@ -20,7 +20,7 @@ class EvidenceEntryView(Schema):
     kind = fields.String(
         metadata={
             "description": "push_accepted, feedback, account_confirmed, "
-            "agreement_accepted or payment_settled"
+            "agreement_accepted, payment_settled or payment_refunded"
         }
     )
     case_id = fields.Integer()

@@ -51,6 +51,7 @@ FEEDBACK = "feedback"
 CONFIRMATION = "account_confirmed"
 AGREEMENT = "agreement_accepted"
 PAYMENT = "payment_settled"
+REFUND = "payment_refunded"
 
 EXTENSION = "lianban_evidence"
 DEV_KEY_FILE = "development-evidence-key.json"
@@ -352,6 +353,29 @@ def record_payment(payment, share):
             out_trade_no=payment.out_trade_no,
             amount_fen=share.amount_fen,
         ),
+    )
+
+
+def record_refund(refund):
+    """Record money going back to the payer, with the reason and the account it was for.
+
+    A refund of a whole order (a payment on a closed order) names no transfer.
+    """
+    payment = refund.payment
+    transfer = refund.share.transfer if refund.share_id else None
+    extra = {
+        "provider": payment.provider,
+        "out_trade_no": payment.out_trade_no,
+        "out_refund_no": refund.out_refund_no,
+        "amount_fen": refund.amount_fen,
+        "reason": refund.reason,
+    }
+    return append(
+        REFUND,
+        payment.case_id,
+        transfer.id if transfer else None,
+        {**extra, "created_at": refund.created_at.isoformat()},
+        _transfer_detail(transfer, **extra) if transfer else extra,
     )
 
 

@@ -196,6 +196,7 @@ def queue_refund(payment, reason, share=None, amount_fen=None):
         utility_code=transfer.utility.code,
         payload={"out_refund_no": refund.out_refund_no},
     )
+    evidence.record_refund(refund)
     log.info(
         "refund queued refund=%s payment=%s amount_fen=%d",
         refund.id,

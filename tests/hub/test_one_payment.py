@@ -5,6 +5,8 @@ response states how much went against the debt, and the hub refunds what a
 counter payment already covered without anyone asking.
 """
 
+import json
+
 import pytest
 import requests
 from peewee import fn
@@ -212,7 +214,7 @@ def test_bad_choice_is_refused(client, homes, choice, status, code):
     ids=["whole_debt", "part", "one_fen", "all_but_one_fen", "more_than_debt"],
 )
 def test_debt_paid_at_the_counter_comes_back(
-    client, homes, stack, counter_fen, refunded_fen
+    client, homes, stack, app, counter_fen, refunded_fen
 ):
     """The water debt is paid at the counter after the order was made."""
     case_id, transfers = _case(client, homes)
@@ -247,6 +249,18 @@ def test_debt_paid_at_the_counter_comes_back(
     assert [event.note for event in water_events] == [
         f"欠费已在服务机构结清，多缴金额原路退回（{refunded_fen / 100:.2f} 元）"
     ]
+    # The refund is in the case's evidence, on the water transfer.
+    [entry] = [
+        entry
+        for entry in evidence.case_entries(case_id)
+        if entry["kind"] == evidence.REFUND
+    ]
+    assert entry["transfer_id"] == transfers["water"]["transfer_id"]
+    detail = json.loads(entry["detail"])
+    assert detail["amount_fen"] == refunded_fen
+    assert detail["reason"] == "欠费已在服务机构结清"
+    with app.app_context():
+        assert evidence.verify_case(case_id) == len(evidence.case_entries(case_id))
     # The people on the case are told with the amount.
     transfer = Transfer.get_by_id(transfers["water"]["transfer_id"])
     params = notifications._status_params(transfer, "refunded", None)
