@@ -6,6 +6,7 @@ counter payment already covered without anyone asking.
 """
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -355,3 +356,25 @@ def test_garbage_applied_amount_is_retried(applied):
 @pytest.mark.parametrize(("answer", "expected"), [({}, 3100), ({"applied_fen": 0}, 0)])
 def test_applied_amount_read(answer, expected):
     assert delivery._applied_fen(answer, _Share(), "water") == expected
+
+
+def test_concurrent_taps_leave_one_payable_order(client, homes):
+    case_id, _ = _case(client, homes)
+
+    def tap(_):
+        return citizen_request(client, "POST", f"/cases/{case_id}/payments", {})
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(tap, range(8)))
+
+    statuses = sorted(response.status_code for response in responses)
+    assert set(statuses) <= {200, 201, 409}
+    assert statuses.count(201) == 1
+    for response in responses:
+        if response.status_code == 409:
+            assert_error(response, 409, "payment_in_flight")
+    orders = client.call("GET", f"/cases/{case_id}/payments")
+    assert [order["status"] for order in orders["items"]] == ["pending"]
+    created = next(r.json() for r in responses if r.status_code == 201)
+    reused = {r.json()["payment_id"] for r in responses if r.status_code == 200}
+    assert reused <= {created["payment_id"]}
