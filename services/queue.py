@@ -18,7 +18,6 @@ import threading
 from pathlib import Path
 
 from huey import Huey, crontab
-from huey.consumer import Consumer
 from huey.storage import BlackHoleStorage, RedisStorage, SqliteStorage
 
 from models import Refund
@@ -26,11 +25,13 @@ from models.db import database
 from services import (
     delivery,
     housekeeping,
+    operations,
     payments,
     retention,
     rosters,
     settlement,
 )
+from services.worker import QuietConsumer, StorageOutage
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +184,12 @@ def sweep():
     _in_app(work)
 
 
-class EmbeddedConsumer(Consumer):
-    """A consumer run inside another program, which keeps its own signals."""
+class EmbeddedConsumer(QuietConsumer):
+    """A consumer run inside another program, which keeps its own signals.
+
+    Like `lianban worker`, it logs a queue storage outage in one line and
+    then at growing intervals, not at every failed poll.
+    """
 
     def _set_signal_handlers(self):
         pass
@@ -193,8 +198,12 @@ class EmbeddedConsumer(Consumer):
 def start_embedded(app, workers=4):
     """Start a consumer in threads of this process; return it for `stop_embedded`."""
     configure(app)
+    where = operations.without_password(
+        app.config["QUEUE_URL"] or "the SQLite queue in VAR_DIR"
+    )
     consumer = EmbeddedConsumer(
         huey,
+        StorageOutage(where, app.config["QUEUE_OUTAGE_MAX_BACKOFF_SECONDS"]),
         workers=workers,
         worker_type="thread",
         initial_delay=0.05,

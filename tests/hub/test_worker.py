@@ -43,10 +43,32 @@ def lianban(env, *args):
     )
 
 
-def start_worker(env, log_path):
+# The consumer that `lianban serve` and the demo run in threads of their own
+# process, until SIGTERM.
+EMBEDDED = """
+import signal, threading
+from api.requestlog import configure_logging
+from app import create_app
+from services import queue
+
+configure_logging()
+app = create_app()
+consumer = queue.start_embedded(app, workers=2)
+stopped = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+stopped.wait()
+queue.stop_embedded(consumer)
+"""
+CONSUMERS = {
+    "worker": [BIN / "lianban", "worker", "--workers", "2"],
+    "embedded": [sys.executable, "-c", EMBEDDED],
+}
+
+
+def start_worker(env, log_path, kind="worker"):
     with open(log_path, "wb") as log_file:
         return subprocess.Popen(
-            [BIN / "lianban", "worker", "--workers", "2"],
+            CONSUMERS[kind],
             env=env,
             cwd=ROOT,
             stdout=log_file,
@@ -123,14 +145,15 @@ def start_redis(port, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
-def test_worker_backs_off_while_redis_is_away(tmp_path):
+@pytest.mark.parametrize("kind", sorted(CONSUMERS))
+def test_consumer_backs_off_while_redis_is_away(tmp_path, kind):
     port = free_port()
     redis_server = start_redis(port, tmp_path)
     env = worker_env(tmp_path, LIANBAN_QUEUE_URL=f"redis://127.0.0.1:{port}/0")
     assert lianban(env, "db", "upgrade").returncode == 0
     log_path = tmp_path / "worker.log"
     time.sleep(0.5)
-    worker = start_worker(env, log_path)
+    worker = start_worker(env, log_path, kind)
     try:
         wait_for(
             lambda: "Huey consumer started" in log_path.read_text(), 30, "worker start"
