@@ -1,5 +1,5 @@
-"""`lianban worker` as a real process: a queue storage that is wrong or goes
-away, and a worker killed in the middle of a roster job."""
+"""The queue's consumers as real processes: a queue storage that is wrong or
+goes away, and a worker killed in the middle of a roster job."""
 
 import os
 import shutil
