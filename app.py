@@ -80,7 +80,7 @@ PAGES = {"app": "citizen", "console": "console"}
 
 
 def register_pages(app):
-    """Serve the citizen's page at /app/ and the staff console at /console/."""
+    """Serve the citizen's page, the staff console and the SMS opt-out page."""
     for prefix, folder in PAGES.items():
         directory = f"{app.static_folder}/{folder}"
 
@@ -92,6 +92,19 @@ def register_pages(app):
 
         app.add_url_rule(f"/{prefix}/", f"page_{folder}", index)
         app.add_url_rule(f"/{prefix}", f"page_{folder}_slash", add_slash)
+
+    opt_out = f"{app.static_folder}/optout"
+
+    # Every path under /u/ gets the same page, which checks the token's shape
+    # itself. It posts the token only when the person confirms, because link
+    # scanners and message previews fetch the link too.
+    @app.get("/u/", defaults={"token": ""})
+    @app.get("/u/<path:token>")
+    def page_opt_out(token):
+        response = send_from_directory(opt_out, "index.html")
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Robots-Tag"] = "noindex"
+        return response
 
     @app.get("/app/config.json")
     def page_config():

@@ -88,6 +88,9 @@ export const ERROR_MESSAGES = {
   feedback_out_of_order: "办理状态不能倒退。",
   idempotency_in_flight: "上一次提交仍在处理中，请稍后再试。",
 
+  // Notices
+  opt_out_token_not_found: "退订链接无效，请核对短信中的链接是否完整。",
+
   // Supervision report
   month_invalid: "月份格式有误，请按“年-月”选择，如 2026-03。",
   month_range_invalid: "起始月份不能晚于结束月份，且一次最多查询 36 个月。",

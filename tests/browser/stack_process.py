@@ -213,6 +213,23 @@ def seed_agent(stack, home):
     return {"username": agent.username, "password": STAFF_PASSWORD}
 
 
+def seed_opt_out_seller(stack, homes):
+    """Open a case whose seller gave the registry a mobile number.
+
+    The case's opening notice then goes to that number by SMS, with the
+    opt-out link in it. Returns the number.
+    """
+    home = homes.make(accounts=[("water", {})])
+    seller = home.sellers[0]
+    payload = scenarios.business_payload(home, "accepted")
+    payload["previous_owners"][0]["phone"] = seller.phone
+    client = hub_client(stack)
+    client.put_business(home.business_no, payload)
+    client.login(home.buyer)
+    client.call("POST", "/cases", {"business_no": home.business_no})
+    return seller.phone
+
+
 def seed(stack):
     with stack.app.app_context(), database.connection_context():
         homes = Homes(stack, stack.app)
@@ -223,12 +240,15 @@ def seed(stack):
         seed_supervision(stack, homes)
         logins = seed_staff(stack)
         logins["agent"] = seed_agent(stack, review_home)
+        opt_out_phone = seed_opt_out_seller(stack, homes)
     return {
         "hub_url": stack.hub_url,
         "idp_url": stack.peers.idp_url,
         "wechatpay_url": stack.peers.wechatpay_url,
         "alipay_url": stack.peers.alipay_url,
         "utility_sim_url": stack.peers.utility_sim_url,
+        "sms_url": stack.peers.sms_url,
+        "database_url": stack.app.config["DATABASE_URL"],
         "registry_secret": stack.registry_secret,
         "citizen_home": home_view(citizen_home),
         "returned_home": home_view(returned_home),
@@ -238,6 +258,7 @@ def seed(stack):
             "gas_account_no": unlisted_home.accounts[1].account_no,
         },
         "staff": logins,
+        "opt_out_phone": opt_out_phone,
     }
 
 
