@@ -330,26 +330,32 @@ def sms_allowed(recipient):
     """Return (allowed, reason): whether SMS may go to this person now.
 
     A number given to the registry for the business counts as consent to
-    service notices about it until someone opts out: the citizen in the
-    mini-program, or anyone holding the number by the link in an SMS. A
-    citizen's later opt-in overrides an opt-out by link.
+    service notices about it until someone opts out: the citizen or agency
+    staff member in their settings, or anyone holding the number by the link
+    in an SMS. Between a person's own choice and the link's opt-out, the
+    later one counts, and the link's on the same instant.
     """
     if _channel_url(SMS) is None:
         return False, "channel_not_configured"
     phone = recipient_phone(recipient)
     if not phone:
         return False, "no_phone"
+    decisions = []
     if recipient.staff is not None:
-        return True, None
-    own = None
-    if recipient.citizen is not None:
-        own = sms_setting(f"citizen:{recipient.citizen.id}")
-    if own is not None and own.opted_in is not None:
-        return (True, None) if own.opted_in else (False, "opted_out")
+        decisions.append(sms_setting(f"staff:{recipient.staff.id}"))
+    elif recipient.citizen is not None:
+        decisions.append(sms_setting(f"citizen:{recipient.citizen.id}"))
     by_link = sms_setting(f"phone:{phone_index(phone)}")
     if by_link is not None and by_link.opted_in is False:
-        return False, "opted_out"
-    return True, None
+        decisions.append(by_link)
+    decisions = [d for d in decisions if d is not None and d.opted_in is not None]
+    if not decisions:
+        return True, None
+    latest = max(
+        decisions,
+        key=lambda setting: (setting.updated_at, setting.decided_by == "link"),
+    )
+    return (True, None) if latest.opted_in else (False, "opted_out")
 
 
 def reserve_subscription(recipient, template_key):

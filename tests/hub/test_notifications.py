@@ -1,6 +1,7 @@
 """Notices on every change of a case, through the subscribe and SMS sandboxes."""
 
 import logging
+import random
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -8,7 +9,7 @@ import pytest
 import requests
 
 from demo import scenarios
-from models import Citizen, Notice, OutboxMessage, Transfer
+from models import Citizen, Notice, OutboxMessage, SmsSetting, Transfer
 from models.base import utcnow
 from models.db import transaction
 from models.fields import data_keys
@@ -563,3 +564,74 @@ def test_citizen_sending_phone_rejected(client, homes):
     assert list(body["errors"]) == ["phone"]
     choices = client.call("GET", "/me/notifications")
     assert choices["sms"]["opted_in"] is not True
+
+
+def _new_citizen(client, homes):
+    client.login(homes.person())
+    return Citizen.select().order_by(Citizen.id.desc()).first()
+
+
+def _decide(subject, opted_in, decided_by, minute, phone=None):
+    """Record an SMS decision made at 08:`minute` on 2026-12-04 (UTC)."""
+    setting, _ = SmsSetting.get_or_create(subject=subject)
+    setting.opted_in = opted_in
+    setting.decided_by = decided_by
+    setting.updated_at = datetime(2026, 12, 4, 8, minute)
+    if phone is not None:
+        setting.phone = phone
+    setting.save()
+
+
+@pytest.mark.parametrize(
+    ("steps", "allowed"),
+    [
+        ((), True),
+        (("link_out",), False),
+        (("own_in", "link_out"), False),
+        (("link_out", "own_in"), True),
+        (("own_out",), False),
+        (("link_out", "own_out"), False),
+        (("own_out", "link_out"), False),
+        (("own_out", "own_in"), True),
+    ],
+    ids=lambda item: "-".join(item) or "none" if isinstance(item, tuple) else None,
+)
+@pytest.mark.parametrize("person", ["citizen", "staff"])
+def test_latest_sms_choice_counts(app, client, homes, staffing, steps, allowed, person):
+    """Between a person's own choice and the link's opt-out, the later one counts."""
+    phone = f"139{random.randrange(10**8):08d}"
+    if person == "staff":
+        staff = staffing.member("agent", login=False)[0]
+        subject = f"staff:{staff.id}"
+        recipient = notifications.Recipient(subject, "agent", staff=staff)
+        # Agency staff get SMS only after opting in with their number.
+        _decide(subject, True, "staff", 0, phone)
+    else:
+        citizen = _new_citizen(client, homes)
+        subject = f"citizen:{citizen.id}"
+        recipient = notifications.Recipient(
+            subject, "previous_owner", citizen=citizen, phone=phone
+        )
+    with app.app_context():
+        link = f"phone:{notifications.phone_index(phone)}"
+        for minute, step in enumerate(steps, start=1):
+            if step == "link_out":
+                _decide(link, False, "link", minute)
+            else:
+                _decide(subject, step == "own_in", person, minute, phone)
+
+        assert notifications.sms_allowed(recipient)[0] is allowed
+
+
+def test_link_wins_a_tie(app, client, homes):
+    phone = f"139{random.randrange(10**8):08d}"
+    citizen = _new_citizen(client, homes)
+    subject = f"citizen:{citizen.id}"
+    recipient = notifications.Recipient(
+        subject, "previous_owner", citizen=citizen, phone=phone
+    )
+    with app.app_context():
+        _decide(subject, True, "citizen", 5)
+        _decide(f"phone:{notifications.phone_index(phone)}", False, "link", 5)
+
+        assert notifications.sms_allowed(recipient) == (False, "opted_out")
