@@ -333,7 +333,7 @@ def sms_allowed(recipient):
     service notices about it until someone opts out: the citizen or agency
     staff member in their settings, or anyone holding the number by the link
     in an SMS. Between a person's own choice and the link's opt-out, the
-    later one counts, and the link's on the same instant.
+    later one counts. When both carry the same time, the opt-out wins.
     """
     if _channel_url(SMS) is None:
         return False, "channel_not_configured"
