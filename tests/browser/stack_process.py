@@ -24,7 +24,7 @@ from models import Transfer
 from models.db import database
 from services import staff as staff_service
 from tests.hub.conftest import STAFF_PASSWORD, Homes, Staffing
-from tests.hub.flows import drive_to_submission, signed_call
+from tests.hub.flows import signed_call, submit_and_register
 
 log = logging.getLogger("tests.browser.stack_process")
 
@@ -84,13 +84,7 @@ def submit_and_complete(stack, home, wait=True):
 
     Returns the case's progress, after every transfer is final when `wait`.
     """
-    client = hub_client(stack)
-    case_id = drive_to_submission(client, home)
-    client.call("POST", f"/cases/{case_id}/submission", {})
-    client.put_business(home.business_no, scenarios.business_payload(home, "completed"))
-    if wait:
-        return client.wait_until_final(case_id)
-    return client.call("GET", f"/cases/{case_id}/progress")
+    return submit_and_register(hub_client(stack), home, wait)
 
 
 def seed_supervision(stack, homes):

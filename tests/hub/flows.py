@@ -24,6 +24,21 @@ def drive_to_submission(client, scenario):
     return case["case_id"]
 
 
+def submit_and_register(client, home, wait=True):
+    """Submit the home's case and have the registry complete the business.
+
+    Returns the case's progress, after every transfer is final when `wait`.
+    """
+    from demo import scenarios
+
+    case_id = drive_to_submission(client, home)
+    client.call("POST", f"/cases/{case_id}/submission", {})
+    client.put_business(home.business_no, scenarios.business_payload(home, "completed"))
+    if wait:
+        return client.wait_until_final(case_id)
+    return client.call("GET", f"/cases/{case_id}/progress")
+
+
 def new_business(homes):
     """Return a business number and registry body that no test has sent yet."""
     serial = random.randrange(10**10)

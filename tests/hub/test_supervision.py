@@ -6,30 +6,20 @@ from datetime import timedelta
 
 import pytest
 
-from demo import scenarios
 from models import Transfer, Utility
 from models.base import utcnow
 from services import deadlines
 from tests.hub.flows import (
     assert_error,
     citizen_request,
-    drive_to_submission,
     signed_call,
+    submit_and_register,
 )
 
 
 def this_month():
     today = deadlines.local_date(utcnow())
     return f"{today.year:04d}-{today.month:02d}"
-
-
-def registered(client, home, wait=True):
-    case_id = drive_to_submission(client, home)
-    client.call("POST", f"/cases/{case_id}/submission", {})
-    client.put_business(home.business_no, scenarios.business_payload(home, "completed"))
-    if wait:
-        return client.wait_until_final(case_id)
-    return client.call("GET", f"/cases/{case_id}/progress")
 
 
 @pytest.fixture
@@ -57,7 +47,7 @@ def row_of(reader, utility):
 
 def test_completed_on_time_counted(client, homes, admin):
     before = row_of(admin, "water")
-    progress = registered(client, homes.make(accounts=[("water", {})]))
+    progress = submit_and_register(client, homes.make(accounts=[("water", {})]))
     assert progress["transfers"][0]["status"] == "completed"
 
     after = row_of(admin, "water")
@@ -74,7 +64,7 @@ def test_completed_on_time_counted(client, homes, admin):
 
 def test_returned_counted_by_reason(client, homes, admin):
     before = row_of(admin, "power")
-    progress = registered(
+    progress = submit_and_register(
         client, homes.make(accounts=[("power", {"direct_debit": True})])
     )
     reason = progress["transfers"][0]["return_reason"]
@@ -91,7 +81,9 @@ def test_returned_counted_by_reason(client, homes, admin):
 
 def test_overdue_open_counted(stack, client, homes, supervisor):
     before = row_of(supervisor, "tv")
-    progress = registered(client, homes.make(accounts=[("tv", {})]), wait=False)
+    progress = submit_and_register(
+        client, homes.make(accounts=[("tv", {})]), wait=False
+    )
     assert signed_call(stack, "tv", "GET", "/partner/exports").status_code == 200
     transfer_id = progress["transfers"][0]["transfer_id"]
     Transfer.update(due_at=utcnow() - timedelta(minutes=5)).where(
