@@ -14,6 +14,7 @@ from api import (
     payments,
     registry,
     rosters,
+    sellers,
     supervision,
     utility,
     window,
@@ -36,4 +37,5 @@ BLUEPRINTS = (
     deadlines.blp,
     supervision.blp,
     notifications.blp,
+    sellers.blp,
 )

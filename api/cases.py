@@ -1,13 +1,11 @@
 """The applicant's joint-handling case: accounts, agreement, arrears, submission."""
 
-import functools
-
-from flask import current_app, g, jsonify, request
+from flask import g, jsonify
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api import disputes, paging, views
 from api import fields as api_fields
-from api import paging, views
 from api.case_cache import keeps_case_view
 from api.errors import takes_raw_body
 from api.idempotency import idempotent_operation
@@ -23,7 +21,6 @@ from services import (
     wallets,
     withdrawal,
 )
-from services.errors import Invalid
 
 blp = Blueprint("cases", __name__, description="A citizen's joint-handling cases")
 
@@ -168,73 +165,15 @@ def accept_agreement(data, case_id, transfer_id):
     return views.transfer_view(transfer, g.caller)
 
 
-DISPUTE_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["note", "photo"],
-                "properties": {
-                    "note": {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": 500,
-                        "description": "What is wrong with the reading",
-                    },
-                    "photo": {
-                        "type": "string",
-                        "format": "binary",
-                        "description": "A JPEG or PNG photo of the meter",
-                    },
-                },
-            }
-        }
-    },
-}
-
-
-def _dispute_form():
-    """Return the note and photo bytes of a multipart dispute, or raise 422."""
-    problems = {}
-    unknown = (set(request.form) - {"note"}) | (set(request.files) - {"photo"})
-    for name in sorted(unknown):
-        problems[name] = ["Unknown field."]
-    note = request.form.get("note")
-    if note is None:
-        problems["note"] = ["Missing data for required field."]
-    photo = request.files.get("photo")
-    if photo is None:
-        problems["photo"] = ["Missing data for required field."]
-    if problems:
-        raise Invalid(
-            "validation_failed",
-            "请以 multipart/form-data 提交 note 与 photo 两项。",
-            errors={"form": problems},
-        )
-    return note, photo.read()
-
-
-def _photo_sized(view):
-    """Allow a photo up to METER_PHOTO_MAX_BYTES, before anything reads the body."""
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        request.max_content_length = current_app.config["METER_PHOTO_MAX_BYTES"]
-        return view(*args, **kwargs)
-
-    return wrapper
-
-
 @takes_raw_body(None)
 @blp.route(
     "/cases/<int:case_id>/transfers/<int:transfer_id>/meter-reading/dispute",
     methods=["POST"],
 )
-@_photo_sized
+@disputes.photo_sized
 @caller_required(*CASE_ROLES)
 @bearer_operation(blp, 404, 409, 413, 422)
-@blp.doc(requestBody=DISPUTE_BODY)
+@blp.doc(requestBody=disputes.DISPUTE_BODY)
 @blp.response(200, views.TransferSchema)
 def dispute_reading(case_id, transfer_id):
     """Dispute the transfer day's meter reading, with a photo of the meter
@@ -246,7 +185,7 @@ def dispute_reading(case_id, transfer_id):
     scope.
     """
     transfer = access.transfer_for(g.caller, case_id, transfer_id, "dispute_reading")
-    note, photo = _dispute_form()
+    note, photo = disputes.read_form()
     meter_readings.dispute(transfer, note, photo)
     return views.transfer_view(Transfer.get_by_id(transfer.id), g.caller)
 

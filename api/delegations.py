@@ -143,6 +143,8 @@ ACTION_LABELS = {
     "revoke": "撤销授权",
     "counter_consent": "窗口登记申请人授权",
     "retry_push": "平台重新推送",
+    "dispute_reading": "对过户日读数提出异议",
+    "withdraw": "撤回联办",
 }
 
 
@@ -150,7 +152,10 @@ class ActionView(Schema):
     action = fields.String()
     label = fields.String()
     actor_role = fields.String(
-        metadata={"description": "applicant, agent, window, operator or system"}
+        metadata={
+            "description": "applicant, agent, window, previous_owner, operator "
+            "or system"
+        }
     )
     actor_name = fields.String(
         allow_none=True,

@@ -8,6 +8,7 @@ from api import fields as api_fields
 from api import paging
 from api.openapi import JSON_BODY_ERRORS, bearer_operation, public_operation
 from api.security import caller_required
+from api.views import ReadingSchema
 from domain.identifiers import normalise_mobile
 from services import notice_choices, notifications, release_notices
 from services.errors import Invalid, NotFound
@@ -159,6 +160,15 @@ class ReleaseItemView(Schema):
     service_org = fields.String()
     account_no = fields.String()
     completed_at = fields.String(metadata={"description": "Asia/Shanghai time"})
+    final_reading = fields.Nested(
+        ReadingSchema,
+        allow_none=True,
+        metadata={
+            "description": "The meter reading on the transfer day, where the "
+            "seller's last bill ends; null for an account without a meter or "
+            "until the utility sends it"
+        },
+    )
 
 
 class NoticePersonView(Schema):

@@ -76,6 +76,14 @@ class CheckItemSchema(Schema):
     blocking = fields.Boolean(
         metadata={"description": "Whether the item stops the transfer until cleared"}
     )
+    stops_submission = fields.Boolean(
+        metadata={
+            "description": "Whether the hub refuses the submission while the "
+            "item is open: a block or a closed account, which only the utility "
+            "can clear. Other blocking items, such as arrears or a direct debit, "
+            "are warnings at submission."
+        }
+    )
     amount_fen = fields.Integer(allow_none=True)
     reason = fields.String(allow_none=True)
     advice = fields.String(metadata={"description": "What to do, in Chinese"})
@@ -274,7 +282,9 @@ class EventSchema(Schema):
     status = fields.String()
     label = fields.String()
     actor = fields.String(
-        metadata={"description": "applicant, agent, window, utility or system"}
+        metadata={
+            "description": "applicant, agent, window, previous_owner, utility or system"
+        }
     )
     actor_name = fields.String(
         allow_none=True,

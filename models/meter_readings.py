@@ -20,7 +20,8 @@ class MeterReading(BaseModel):
     # remote, estimated or manual, as the utility reports it.
     method = peewee.CharField(max_length=32)
     received_at = peewee.DateTimeField(default=utcnow)
-    # A dispute by the buyer or an agent, with a photo of the meter sealed on disk.
+    # A dispute by the buyer, an agent or the seller, with a photo of the meter
+    # sealed on disk.
     disputed_at = peewee.DateTimeField(null=True)
     dispute_note = peewee.TextField(null=True)
     photo_sha256 = peewee.CharField(max_length=64, null=True)

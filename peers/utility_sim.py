@@ -121,6 +121,9 @@ class Account:
     prepaid_fen: int = 0
     # Why the utility blocks the account from any transfer, if it does.
     block_reason: str | None = None
+    # Whether the transfer check returns 503, as when that part of the
+    # utility's system is down. A sandbox switch for tests of the hub.
+    transfer_check_down: bool = False
 
     def to_json(self) -> dict:
         return {
@@ -365,6 +368,9 @@ def parse_accounts(items: object) -> list[Account]:
             or prepaid_fen < 0
         ):
             raise _invalid(prefix + "prepaid_fen", "must be an integer >= 0")
+        transfer_check_down = item.get("transfer_check_down", False)
+        if not isinstance(transfer_check_down, bool):
+            raise _invalid(prefix + "transfer_check_down", "must be true or false")
         block_reason = item.get("block_reason")
         if block_reason is not None and not (
             isinstance(block_reason, str) and block_reason.strip()
@@ -384,6 +390,7 @@ def parse_accounts(items: object) -> list[Account]:
                 direct_debit=direct_debit,
                 prepaid_fen=prepaid_fen,
                 block_reason=block_reason,
+                transfer_check_down=transfer_check_down,
             )
         )
     return accounts
@@ -651,13 +658,28 @@ class UtilitySimulator:
                 }
             return dict(self._disputes[key])
 
+    def readings_json(self, transfer_id: str | None) -> list[dict]:
+        with self._lock:
+            return [
+                dict(reading)
+                for reading in self._readings.values()
+                if transfer_id is None or reading["transfer_id"] == transfer_id
+            ]
+
     def disputes_json(self) -> list[dict]:
         with self._lock:
             return [dict(dispute) for dispute in self._disputes.values()]
 
     def transfer_check_json(self, utility: Utility, account_no: str) -> dict:
         with self._lock:
-            return self._get_account(utility, account_no).transfer_check()
+            account = self._get_account(utility, account_no)
+            if account.transfer_check_down:
+                raise RequestError(
+                    503,
+                    "check_unavailable",
+                    f"The transfer check of account {account_no} is down.",
+                )
+            return account.transfer_check()
 
     def arrears_json(self, utility: Utility, account_no: str) -> dict:
         with self._lock:
@@ -1268,6 +1290,11 @@ def create_app(config: dict) -> Flask:
         simulator.authenticate(utility)
         body = parse_json_body(request.get_data())
         return jsonify(simulator.record_dispute(utility, reading_id, body)), 202
+
+    @app.get("/_sim/meter-readings")
+    def sandbox_list_readings():
+        readings = simulator.readings_json(request.args.get("transfer_id"))
+        return jsonify({"readings": readings})
 
     @app.get("/_sim/meter-disputes")
     def sandbox_list_disputes():

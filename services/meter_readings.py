@@ -2,9 +2,11 @@
 
 When the registration completes, each metered account (water, power, gas,
 heat) gets a message that requests the utility's reading for that day. The
-reading is stored once and shown with the transfer on the case. The buyer, or
-an agency acting for them, may dispute it with a note and a photo of the
-meter. The photo is sealed on disk and sent to the utility.
+reading is stored once and shown with the transfer on the case. The buyer,
+those acting for them, or the seller may dispute it with a note and a photo of
+the meter. A reading takes one dispute, whoever sends it, because the utility
+reads the meter again for both sides. The photo is sealed on disk and sent to
+the utility.
 """
 
 import base64
@@ -32,6 +34,8 @@ SEND_DISPUTE = "send_meter_dispute"
 CHINA = ZoneInfo("Asia/Shanghai")
 # The first bytes of each photo format a dispute may carry.
 PHOTO_SIGNATURES = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
+# The timeline entry of a dispute names the seller, because the buyer reads it.
+DISPUTE_NOTE_PREFIXES = {"previous_owner": "原权利人对过户日读数提出异议："}
 
 
 def queue_requests(case):
@@ -164,9 +168,10 @@ def dispute(transfer, note, photo):
             utility_code=transfer.utility.code,
             payload={"reading_id": reading.reading_id},
         )
-        timeline.record(
-            transfer, "meter_disputed", note=f"对过户日读数提出异议：{note}"
+        prefix = DISPUTE_NOTE_PREFIXES.get(
+            access.current().actor_role, "对过户日读数提出异议："
         )
+        timeline.record(transfer, "meter_disputed", note=prefix + note)
         access.record_action(transfer.case, "dispute_reading", transfer=transfer)
     delivery.wake()
     log.info("meter reading disputed transfer=%s reading=%s", transfer.id, reading.id)

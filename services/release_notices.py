@@ -4,9 +4,9 @@ A release notice that the caller may not read gets the same response as one
 that does not exist, so ids reveal nothing.
 """
 
-from domain.masking import mask_name
-from models import Party, ReleaseNotice
+from models import ReleaseNotice, Transfer, Utility
 from models.base import is_storable_id
+from services import meter_readings, sellers
 from services.errors import NotFound
 
 RELEASE_NOTICE_NOT_FOUND = (
@@ -15,17 +15,11 @@ RELEASE_NOTICE_NOT_FOUND = (
 )
 
 
-def _sold_businesses(citizen):
-    return Party.select(Party.business).where(
-        (Party.id_index == citizen.id_index) & (Party.role == "previous_owner")
-    )
-
-
 def of_seller(citizen):
     """Return a query of the release notices of homes the citizen sold, newest first."""
     return (
         ReleaseNotice.select()
-        .where(ReleaseNotice.business.in_(_sold_businesses(citizen)))
+        .where(ReleaseNotice.business.in_(sellers.sold_businesses(citizen)))
         .order_by(ReleaseNotice.issued_at.desc(), ReleaseNotice.id.desc())
     )
 
@@ -40,20 +34,28 @@ def for_seller(citizen, release_notice_id):
     return notice
 
 
-def _people(business, role, citizen):
-    parties = (
-        Party.select()
-        .where((Party.business == business) & (Party.role == role))
-        .order_by(Party.position)
+def items_with_readings(notice):
+    """Return the notice's items, each with the final reading of its transfer.
+
+    The items were written when the last transfer completed, and a reading
+    may arrive or be disputed after that, so the reading is read now. A
+    case has one transfer per utility and account number.
+    """
+    transfers = list(
+        Transfer.select(Transfer, Utility)
+        .join(Utility)
+        .where(Transfer.case == notice.case_id)
     )
+    readings = meter_readings.readings_of(transfers)
+    by_account = {(t.utility.code, t.account_no): readings.get(t.id) for t in transfers}
     return [
         {
-            "name": party.name
-            if party.id_index == citizen.id_index
-            else mask_name(party.name),
-            "is_me": party.id_index == citizen.id_index,
+            **item,
+            "final_reading": meter_readings.reading_view(
+                by_account.get((item["utility"], item["account_no"]))
+            ),
         }
-        for party in parties
+        for item in notice.items
     ]
 
 
@@ -66,7 +68,7 @@ def view(notice, citizen):
         "business_no": business.business_no,
         "location": business.location,
         "issued_at": notice.issued_at,
-        "items": notice.items,
-        "owners": _people(business, "owner", citizen),
-        "previous_owners": _people(business, "previous_owner", citizen),
+        "items": items_with_readings(notice),
+        "owners": sellers.people(business, "owner", citizen),
+        "previous_owners": sellers.people(business, "previous_owner", citizen),
     }

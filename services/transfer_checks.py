@@ -136,8 +136,16 @@ def view(transfer, state=None):
         "account_no": transfer.account_no,
         "state": state or state_of(transfer),
         "transferable": result.get("transferable"),
-        "items": [{**item, "advice": advice(item)} for item in result.get("items", [])],
+        "items": [_item_view(item) for item in result.get("items", [])],
         "checked_at": transfer.checked_at,
+    }
+
+
+def _item_view(item):
+    return {
+        **item,
+        "stops_submission": item["blocking"] and item["item"] in STOPPING,
+        "advice": advice(item),
     }
 
 
@@ -146,9 +154,7 @@ def require_transferable(views):
     stopped = {}
     for entry in views:
         reasons = [
-            item["advice"]
-            for item in entry["items"]
-            if item["blocking"] and item["item"] in STOPPING
+            item["advice"] for item in entry["items"] if item["stops_submission"]
         ]
         if reasons:
             stopped[str(entry["transfer_id"])] = reasons

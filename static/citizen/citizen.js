@@ -1,16 +1,26 @@
-// The buyer's page: log in, open the case, confirm each account, accept each
-// agreement, pay arrears by QR code, submit, and follow each utility's timeline.
+// The citizen's page: log in, open the case, confirm each account, accept each
+// agreement, check that each account can transfer, pay arrears by QR code,
+// submit or withdraw, and follow each utility's timeline and final meter
+// reading. A citizen who sold a home finds it under "我出售的房屋".
 
-import { ApiError, Session } from "/static/shared/api.js";
+import { ApiError } from "/static/shared/api.js";
 import { errorBox, h, shortTime, show, statusTone, timelineList } from "/static/shared/dom.js";
+import { renderChecks, stoppingItems } from "/static/citizen/checks.js";
+import { isMetered, openDisputeDialog, readingBlock } from "/static/citizen/readings.js";
+import { session } from "/static/citizen/session.js";
+import { soldSection } from "/static/citizen/sold.js";
+import { openWithdrawalDialog } from "/static/citizen/withdrawal.js";
 
-const session = new Session("lianban.citizen");
 const main = document.getElementById("main");
 const userBar = document.getElementById("user-bar");
 const dialog = document.getElementById("agreement");
+const disputeDialog = document.getElementById("dispute");
+const withdrawalDialog = document.getElementById("withdrawal");
 
 const PAYMENT_POLL_MS = 1500;
 const PROGRESS_POLL_MS = 2000;
+// Progress polls that wait for missing meter readings after the case closed.
+const READING_POLLS = 30;
 const ID_TYPES = [
   "居民身份证",
   "护照",
@@ -172,16 +182,33 @@ async function logOut() {
 
 // ---- The list of cases ----
 
-async function showCases(error) {
+async function showCases(error, message) {
   stopTimers();
   try {
     await showUser();
-    const page = await session.call("GET", "/cases?page_size=50");
+    const [page, sales, notices] = await Promise.all([
+      session.call("GET", "/cases?page_size=50"),
+      session.call("GET", "/previous-owner/cases?page_size=50"),
+      session.call("GET", "/release-notices?page_size=50"),
+    ]);
     renderCases(page, error);
+    const sold = soldSection(sales, notices, disputeSold);
+    if (sold) main.append(sold);
+    if (message) main.prepend(h("p", { class: "notice", "data-testid": "page-message" }, message));
   } catch (failure) {
     if (!session.loggedIn) return;
     show(main, errorBox(failure));
   }
+}
+
+function disputeSold(sale, transfer) {
+  openDisputeDialog(disputeDialog, {
+    transfer,
+    path: `/previous-owner/cases/${sale.case_id}/transfers/${transfer.transfer_id}/meter-reading/dispute`,
+    onSent: (message) => showCases(undefined, message),
+    // The list behind the dialog then shows the reading as disputed.
+    onRefused: () => showCases(),
+  });
 }
 
 function renderCases(page, error) {
@@ -242,6 +269,7 @@ async function showCase(caseId) {
     summary: h("section", { "data-testid": "case-summary" }),
     accounts: h("section", { "data-testid": "accounts" }),
     arrears: h("section", { "data-testid": "arrears" }),
+    checks: h("section", { "data-testid": "transfer-checks" }),
     submit: h("section", { "data-testid": "submit" }),
     progress: h("section", { "data-testid": "progress" }),
     message: h("div", { "data-testid": "case-message" }),
@@ -254,11 +282,12 @@ async function showCase(caseId) {
     view.summary,
     view.accounts,
     view.arrears,
+    view.checks,
     view.submit,
     view.progress,
   );
   renderCase(view, found);
-  await refreshArrears(view, found);
+  await Promise.all([refreshArrears(view, found), refreshChecks(view)]);
   if (found.status !== "open") pollProgress(view);
 }
 
@@ -322,6 +351,10 @@ function renderAccounts(view, found) {
         h("dd", {}, transfer.account_address || "—"),
       ),
       transfer.return_reason ? h("p", { class: "reason" }, `退件原因：${transfer.return_reason}`) : null,
+      readingBlock(transfer, {
+        waiting: found.registration_status === "completed",
+        onDispute: () => disputeReading(view, transfer),
+      }),
       h(
         "div",
         { class: "steps" },
@@ -349,6 +382,19 @@ function renderAccounts(view, found) {
     ),
   );
   show(view.accounts, h("h2", { class: "section" }, "户号"), cards, open ? addAccountForm(view) : null);
+}
+
+function disputeReading(view, transfer) {
+  openDisputeDialog(disputeDialog, {
+    transfer,
+    path: `/cases/${view.caseId}/transfers/${transfer.transfer_id}/meter-reading/dispute`,
+    onSent: async (message) => {
+      await reloadCase(view);
+      show(view.message, h("p", { class: "notice", "data-testid": "dispute-result" }, message));
+    },
+    // The card behind the dialog then shows the reading as disputed.
+    onRefused: () => reloadCase(view),
+  });
 }
 
 // Codes of an added account that the online checks cannot place; the utility
@@ -459,26 +505,90 @@ function readAgreement(view, transfer) {
 }
 
 function renderSubmit(view, found) {
+  const withdraw = canWithdraw(found)
+    ? h("button", { type: "button", class: "submit withdraw", "data-testid": "withdraw-case", onclick: () => withdrawCase(view) }, "撤回联办")
+    : null;
   if (found.status !== "open") {
-    show(view.submit, found.submitted_at ? h("p", { class: "muted" }, `已于 ${shortTime(found.submitted_at)} 提交`) : null);
+    show(view.submit, found.submitted_at ? h("p", { class: "muted" }, `已于 ${shortTime(found.submitted_at)} 提交`) : null, withdraw);
     return;
   }
   const ready = found.transfers.length > 0 && found.transfers.every((t) => t.account_confirmed && t.agreement_accepted);
+  const stopped = stoppingItems(view.checkResults).length > 0;
+  let hint = null;
+  if (stopped) {
+    hint = h("p", { class: "reason", "data-testid": "submit-blocked" }, "有户号被服务机构暂停过户或已销户，处理完成前不能提交。");
+  } else if (!ready) {
+    hint = h("p", { class: "muted" }, "请先确认每个户号的信息并同意其过户协议。");
+  }
   show(
     view.submit,
     h(
       "button",
-      { type: "button", class: "submit", disabled: !ready, "data-testid": "submit-case", onclick: () => submitCase(view) },
+      { type: "button", class: "submit", disabled: !ready || stopped, "data-testid": "submit-case", onclick: () => submitCase(view) },
       "提交联办",
     ),
-    ready ? null : h("p", { class: "muted" }, "请先确认每个户号的信息并同意其过户协议。"),
+    hint,
+    withdraw,
   );
 }
 
 function submitCase(view) {
   return act(view, async () => {
-    const found = await session.call("POST", `/cases/${view.caseId}/submission`, {});
+    let found;
+    try {
+      found = await session.call("POST", `/cases/${view.caseId}/submission`, {});
+    } catch (failure) {
+      // The utility blocked an account since the last check: show it.
+      if (failure.code === "transfer_blocked") await refreshChecks(view);
+      throw failure;
+    }
     renderCase(view, found);
+    clearChecks(view);
+    pollProgress(view);
+  });
+}
+
+// ---- Transfer checks ----
+
+async function refreshChecks(view) {
+  if (view.found.status !== "open") return clearChecks(view);
+  show(view.checks, h("h2", { class: "section" }, "过户前核验"), h("p", { class: "muted" }, "正在向各服务机构核验…"));
+  let checks = null;
+  let failure = null;
+  try {
+    checks = await session.call("GET", `/cases/${view.caseId}/transfer-checks`);
+  } catch (error) {
+    failure = error;
+  }
+  // The case may have been submitted or withdrawn while the utilities answered.
+  if (view.found.status !== "open") return clearChecks(view);
+  // A failed check leaves the submit button alone: the submission checks again.
+  view.checkResults = checks;
+  if (checks) {
+    renderChecks(view.checks, checks, () => refreshChecks(view));
+  } else {
+    show(view.checks, h("h2", { class: "section" }, "过户前核验"), errorBox(failure, "checks-error"));
+  }
+  renderSubmit(view, view.found);
+}
+
+function clearChecks(view) {
+  view.checkResults = null;
+  show(view.checks);
+}
+
+// ---- Withdrawal ----
+
+function canWithdraw(found) {
+  const before = found.status === "open" || found.status === "submitted";
+  return before && found.registration_status !== "completed";
+}
+
+function withdrawCase(view) {
+  openWithdrawalDialog(withdrawalDialog, view.caseId, async (found) => {
+    renderCase(view, found);
+    clearChecks(view);
+    await refreshArrears(view, found);
     pollProgress(view);
   });
 }
@@ -585,12 +695,22 @@ async function waitForSettlement(view, tries = 20) {
   const answers = await refreshArrears(view, view.found);
   if (tries > 0 && answers.some((answer) => answer.state === "paid_pending")) {
     later(() => waitForSettlement(view, tries - 1), PAYMENT_POLL_MS);
+  } else if (view.found.status === "open") {
+    // The utility's check shows the arrears as paid once it booked them.
+    await refreshChecks(view);
   }
 }
 
 // ---- Progress ----
 
+// Whether a metered account still waits for its final reading.
+function readingsMissing(found) {
+  if (found.registration_status !== "completed") return false;
+  return found.transfers.some((t) => isMetered(t) && t.connection === "system" && !t.final_reading);
+}
+
 function pollProgress(view) {
+  let readingPolls = READING_POLLS;
   const tick = async () => {
     let progress;
     try {
@@ -601,8 +721,12 @@ function pollProgress(view) {
       return;
     }
     renderProgress(view, progress);
-    if (progress.status !== view.found.status) await reloadCase(view);
-    if (progress.status !== "closed" && progress.status !== "withdrawn") later(tick, PROGRESS_POLL_MS);
+    const waiting = readingsMissing(view.found);
+    if (progress.status !== view.found.status || waiting) await reloadCase(view);
+    const ended = progress.status === "closed" || progress.status === "withdrawn";
+    // Readings come apart from the utilities' reports, so polling may go on
+    // a while after the case closed, but not for ever.
+    if (!ended || (readingsMissing(view.found) && readingPolls-- > 0)) later(tick, PROGRESS_POLL_MS);
   };
   tick();
 }

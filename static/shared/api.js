@@ -39,11 +39,15 @@ export class Session {
   }
 
   // Send one request, renewing the token pair once if the access token expired.
+  // A FormData body goes as multipart/form-data, anything else as JSON.
   async call(method, path, body, { raw = false, retry = true } = {}) {
     const headers = {};
     if (this.tokens) headers.Authorization = `Bearer ${this.tokens.access_token}`;
     const init = { method, headers };
-    if (body !== undefined) {
+    if (body instanceof FormData) {
+      // The browser writes the Content-Type header with the part boundary.
+      init.body = body;
+    } else if (body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }

@@ -59,6 +59,17 @@ export const ERROR_MESSAGES = {
   delegation_expired: "授权截止时间必须晚于当前时间。",
   delegation_too_long: "授权期限过长，请缩短截止时间。",
   delegation_expiry_invalid: "授权截止时间无效，请选择更近的日期。",
+  transfer_blocked: "有户号被服务机构暂停过户或已销户，请按过户前核验的提示处理后再提交。",
+  registration_completed: "不动产登记已登簿，过户已推送至服务机构，不能撤回；如需变更请联系各服务机构。",
+  case_withdrawn: "该联办事项已撤回。",
+
+  // Meter readings and the homes a citizen sold
+  reading_not_found: "服务机构尚未提供过户日读数，暂不能提出异议。",
+  reading_disputed: "该读数已有人提出过异议，每个读数只能提出一次，请等待服务机构核对。",
+  dispute_note_invalid: "请填写读数有何异议（1 至 500 字）。",
+  photo_invalid: "请上传 JPEG 或 PNG 格式的表具照片。",
+  previous_owner_case_not_found: "未找到该房屋的联办事项，或您不是该房屋的原权利人。",
+  release_notice_not_found: "过户完成证明不存在，或您不是该房屋的原权利人。",
 
   // Arrears and payment
   nothing_to_pay: "该户号没有欠费，无需缴费。",
@@ -114,6 +125,7 @@ export const FIELD_LABELS = {
   from_month: "起始月份",
   to_month: "结束月份",
   utility: "服务机构",
+  photo: "照片",
 };
 
 // Codes whose message from the API names the value at fault (a version, an

@@ -168,6 +168,17 @@ def phone_page(browser, request):
 
 
 @pytest.fixture
+def second_phone_page(browser, request):
+    """Another phone with a session of its own, for a second person at once."""
+    context, page = _open_page(
+        browser, PHONE, request, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
+    yield page
+    context.close()
+    _check_errors(page)
+
+
+@pytest.fixture
 def desktop_page(browser, request):
     context, page = _open_page(browser, DESKTOP, request)
     yield page

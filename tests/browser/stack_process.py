@@ -14,8 +14,11 @@ import logging
 import signal
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import requests
 
 from demo import scenarios
 from demo.client import HubClient
@@ -24,7 +27,7 @@ from models import Transfer
 from models.db import database
 from services import staff as staff_service
 from tests.hub.conftest import STAFF_PASSWORD, Homes, Staffing
-from tests.hub.flows import signed_call, submit_and_register
+from tests.hub.flows import drive_to_submission, signed_call, submit_and_register
 
 log = logging.getLogger("tests.browser.stack_process")
 
@@ -49,6 +52,10 @@ def home_view(scenario):
         "location": scenario.location,
         "buyer": person_view(scenario.buyer),
         "sellers": [person_view(seller) for seller in scenario.sellers],
+        "accounts": [
+            {"utility": account.utility, "account_no": account.account_no}
+            for account in scenario.accounts
+        ],
         "completed_payload": scenarios.business_payload(scenario, "completed"),
     }
 
@@ -126,6 +133,53 @@ def seed_supervision(stack, homes):
     accounts = [item["account_no"] for item in collected.json()["transfers"]]
     if accounts != [tv_home.accounts[0].account_no]:
         raise RuntimeError(f"the TV company collected the accounts {accounts}")
+
+
+def seed_checked_home(stack, homes):
+    """Make a home whose heat utility's transfer check is down for now.
+
+    Water owes ¥15.00 and power has the seller's direct debit, which the
+    checks show without stopping the submission. Return the home and the
+    heat account as the utility simulator stores it, for the test to change.
+    """
+    home = homes.make(
+        accounts=[
+            ("water", {"arrears_fen": 1500}),
+            ("power", {"direct_debit": True}),
+            ("heat", {}),
+        ]
+    )
+    (heat,) = [
+        {**account, "transfer_check_down": True}
+        for account in scenarios.simulator_accounts([home])
+        if account["utility"] == "heat"
+    ]
+    response = requests.post(
+        stack.peers.utility_sim_url + "/_sim/accounts", json=[heat], timeout=10
+    )
+    response.raise_for_status()
+    return home, heat
+
+
+def seed_completed_home(stack, homes, accounts, seconds=30):
+    """Drive a home to 办结 and wait until every metered account has its reading."""
+    home = homes.make(accounts=accounts)
+    client = hub_client(stack)
+    case_id = drive_to_submission(client, home)
+    client.call("POST", f"/cases/{case_id}/submission", {})
+    client.put_business(home.business_no, scenarios.business_payload(home, "completed"))
+    progress = client.wait_until_final(case_id, seconds=seconds)
+    statuses = [transfer["status"] for transfer in progress["transfers"]]
+    if statuses != ["completed"] * len(accounts):
+        raise RuntimeError(f"the seeded transfers ended as {statuses}")
+    deadline = time.monotonic() + seconds
+    while True:
+        case = client.call("GET", f"/cases/{case_id}")
+        if all(t["final_reading"] for t in case["transfers"]):
+            return home, case_id
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the readings of case {case_id} were not taken")
+        time.sleep(0.2)
 
 
 def seed_review_item(stack, homes):
@@ -232,6 +286,15 @@ def seed(stack):
         review_home = seed_review_item(stack, homes)
         unlisted_home = seed_unlisted_account(homes)
         seed_supervision(stack, homes)
+        checked_home, heat_account = seed_checked_home(stack, homes)
+        # Heat, not gas: the supervision test counts the seed's gas transfers.
+        read_home, read_case_id = seed_completed_home(
+            stack, homes, [("water", {}), ("heat", {})]
+        )
+        sold_home, sold_case_id = seed_completed_home(
+            stack, homes, [("water", {}), ("power", {})]
+        )
+        withdrawn_home = homes.make(accounts=[("water", {})])
         logins = seed_staff(stack)
         logins["agent"] = seed_agent(stack, review_home)
         opt_out_phone = seed_opt_out_seller(stack, homes)
@@ -251,6 +314,10 @@ def seed(stack):
             **home_view(unlisted_home),
             "gas_account_no": unlisted_home.accounts[1].account_no,
         },
+        "checked_home": {**home_view(checked_home), "heat_account": heat_account},
+        "read_home": {**home_view(read_home), "case_id": read_case_id},
+        "sold_home": {**home_view(sold_home), "case_id": sold_case_id},
+        "withdrawn_home": home_view(withdrawn_home),
         "staff": logins,
         "opt_out_phone": opt_out_phone,
     }

@@ -68,8 +68,12 @@ EXPECTED = {
     "GET /payments/{payment_id}": CASE,
     "GET /payments/{payment_id}/qr.png": CASE,
     "GET /payments/{payment_id}/qr.svg": CASE,
-    # Only a previous owner of the home reads its release notice.
+    # Only a previous owner of the home reads its release notice, and the
+    # case as the seller sees it.
     "GET /release-notices/{release_notice_id}": {"seller"},
+    "GET /previous-owner/cases/{case_id}": {"seller"},
+    "POST /previous-owner/cases/{case_id}/transfers/{transfer_id}"
+    "/meter-reading/dispute": {"seller"},
     # Public, or signed by partner systems: no bearer token gets through.
     "GET /agreements/{service_org}": "public",
     "PUT /registry/businesses/{business_no}": NOBODY,
@@ -331,7 +335,11 @@ WITHOUT_BODY = {
 }
 # Operations whose body is a multipart form, which reject unknown fields
 # themselves (tested with each operation).
-MULTIPART = {"POST /cases/{case_id}/transfers/{transfer_id}/meter-reading/dispute"}
+MULTIPART = {
+    "POST /cases/{case_id}/transfers/{transfer_id}/meter-reading/dispute",
+    "POST /previous-owner/cases/{case_id}/transfers/{transfer_id}"
+    "/meter-reading/dispute",
+}
 WRITES = sorted(
     op
     for op in EXPECTED

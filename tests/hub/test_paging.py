@@ -29,6 +29,7 @@ PAGED = {
     "/utility/alerts": ("utility", ""),
     "/supervision/transfers": ("admin", ""),
     "/release-notices": ("seller", ""),
+    "/previous-owner/cases": ("seller", ""),
 }
 
 

@@ -52,6 +52,11 @@ def test_each_item_shown_with_advice(client, homes):
     assert heat["block"]["blocking"] is True
     assert heat["block"]["reason"] == "计量纠纷处理中"
     assert "计量纠纷处理中" in heat["block"]["advice"]
+    # Only what the utility alone can clear stops the submission.
+    assert heat["block"]["stops_submission"] is True
+    assert water["arrears"]["stops_submission"] is False
+    assert power["direct_debit"]["stops_submission"] is False
+    assert gas["account_closed"]["stops_submission"] is False
     for entry in checks.values():
         assert entry["checked_at"].endswith("+08:00")
     shown = client.call("GET", f"/cases/{case_id}")

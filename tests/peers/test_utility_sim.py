@@ -276,6 +276,48 @@ def test_arrears_has_amount_and_time(peers):
     assert content["as_of"].endswith("+08:00")
 
 
+def test_transfer_check_down_is_503(peers):
+    account_no = _new_account_no()
+    path = f"/gas/accounts/{account_no}/transfer-check"
+    add_accounts(peers, _account("gas", account_no, transfer_check_down=True))
+    down = signed(peers, "gas", "GET", path)
+    add_accounts(peers, _account("gas", account_no, block_reason="表具待检定"))
+    back = signed(peers, "gas", "GET", path)
+
+    assert down.status_code == 503
+    assert down.json()["code"] == "check_unavailable"
+    assert back.status_code == 200
+    items = {item["item"]: item for item in back.json()["items"]}
+    assert items["block"] == {
+        "item": "block",
+        "blocking": True,
+        "reason": "表具待检定",
+    }
+
+
+def test_sandbox_lists_readings_taken(peers):
+    account_no = _new_account_no()
+    add_accounts(peers, _account("water", account_no))
+    transfer_id = uuid.uuid4().hex
+    reading = signed(
+        peers,
+        "water",
+        "POST",
+        f"/water/accounts/{account_no}/meter-readings",
+        {"transfer_id": transfer_id, "reading_date": "2026-03-01"},
+    )
+
+    listed = requests.get(
+        peers.utility_sim_url + "/_sim/meter-readings",
+        params={"transfer_id": transfer_id},
+    ).json()["readings"]
+
+    assert reading.status_code == 200
+    assert listed == [reading.json()]
+    assert listed[0]["account_no"] == account_no
+    assert listed[0]["unit"] == "m³"
+
+
 def test_payment_lowers_arrears_once(peers):
     account_no = _new_account_no()
     add_accounts(peers, _account("water", account_no, arrears_fen=12850))
@@ -725,6 +767,7 @@ def test_feedback_4xx_not_retried(peers, hub):
         ({"direct_debit": "no"}, "direct_debit"),
         ({"holder_id_numbers": "3701"}, "holder_id_numbers"),
         ({"account_no": ""}, "account_no"),
+        ({"transfer_check_down": 1}, "transfer_check_down"),
     ],
 )
 def test_sandbox_rejects_invalid_account(peers, change, field):
