@@ -4,7 +4,7 @@
 // reading. A citizen who sold a home finds it under "我出售的房屋".
 
 import { ApiError } from "/static/shared/api.js";
-import { errorBox, h, shortTime, show, statusTone, timelineList } from "/static/shared/dom.js";
+import { errorBox, h, shortTime, show, statusTone, timelineList, yuan } from "/static/shared/dom.js";
 import { renderChecks, stoppingItems } from "/static/citizen/checks.js";
 import { isMetered, openDisputeDialog, readingBlock } from "/static/citizen/readings.js";
 import { session } from "/static/citizen/session.js";
@@ -43,6 +43,8 @@ const CASE_BADGES = {
   withdrawn: ["已撤回", "bad"],
 };
 const ARREARS_TONES = { owed: "bad", clear: "good" };
+// The key of the one-order panel among the per-account payment panels.
+const ALL_ACCOUNTS = "all";
 const ARREARS_STATES = {
   owed: "待缴",
   clear: "无欠费",
@@ -608,8 +610,34 @@ async function refreshArrears(view, found) {
     return [];
   }
   const rows = answers.map((answer) => arrearsCard(view, answer));
-  show(view.arrears, h("h2", { class: "section" }, "欠费"), rows);
+  show(view.arrears, h("h2", { class: "section" }, "欠费"), payAllCard(view, answers), rows);
   return answers;
+}
+
+// One code for every account that owes, when more than one does.
+function payAllCard(view, answers) {
+  const owed = answers.filter((answer) => answer.state === "owed" && answer.arrears_fen > 0);
+  const panel = view.payments.get(ALL_ACCOUNTS) || h("div", { class: "qr" });
+  view.payments.set(ALL_ACCOUNTS, panel);
+  if (owed.length < 2 && !panel.hasChildNodes()) return null;
+  const total = owed.reduce((sum, answer) => sum + answer.arrears_fen, 0);
+  return h(
+    "div",
+    { class: "card", "data-testid": "pay-all" },
+    h("div", { class: "row" }, h("strong", {}, "一次缴清所有欠费")),
+    owed.length >= 2
+      ? h("p", {}, `${owed.length} 个户号合计 `, h("strong", { "data-testid": "pay-all-total" }, yuan(total)), "，各服务机构分别销账。")
+      : null,
+    owed.length >= 2 && !panel.hasChildNodes()
+      ? h(
+          "div",
+          { class: "steps" },
+          h("button", { type: "button", "data-testid": "pay-all-wechat", onclick: () => startPayment(view, null, "wechatpay") }, "微信一次缴清"),
+          h("button", { type: "button", class: "secondary", "data-testid": "pay-all-alipay", onclick: () => startPayment(view, null, "alipay") }, "支付宝一次缴清"),
+        )
+      : null,
+    panel,
+  );
 }
 
 function arrearsCard(view, answer) {
@@ -634,21 +662,39 @@ function arrearsCard(view, answer) {
   );
 }
 
+// Start an order for one account's arrears, or for every account's when
+// `answer` is null.
 function startPayment(view, answer, provider) {
   return act(view, async () => {
-    const payment = await session.call("POST", `/cases/${view.caseId}/transfers/${answer.transfer_id}/payments`, { provider });
-    const panel = view.payments.get(answer.transfer_id);
+    const key = answer ? answer.transfer_id : ALL_ACCOUNTS;
+    const path = answer ? `/cases/${view.caseId}/transfers/${answer.transfer_id}/payments` : `/cases/${view.caseId}/payments`;
+    const payment = await session.call("POST", path, { provider });
+    const panel = view.payments.get(key);
     const image = await qrImage(payment);
+    const parts = payment.shares.length > 1 ? payment.shares.map((share) => h("li", { "data-testid": "payment-share" }, `${share.service_org} ${share.amount_display}`)) : null;
     show(
       panel,
       h("img", { src: image, alt: "缴费二维码", "data-testid": "payment-qr", "data-code-url": payment.code_url }),
       h("p", {}, `${payment.service_org} 应缴 `, h("strong", {}, payment.amount_display)),
+      parts ? h("ul", { class: "shares" }, parts) : null,
       h("p", { class: "muted", "data-testid": "payment-expiry" }),
       h("p", { "data-testid": "payment-status" }, "请用", provider === "alipay" ? "支付宝" : "微信", "扫码支付，支付完成后本页自动更新。"),
     );
     await refreshArrears(view, view.found);
-    watchPayment(view, payment, panel);
+    watchPayment(view, payment, panel, key);
   });
+}
+
+// What went back to the payer, such as a debt already paid at the counter.
+function refundLines(payment) {
+  return payment.refunds.map((refund) =>
+    h(
+      "div",
+      { class: "muted", "data-testid": "payment-refund", "data-status": refund.status },
+      `${refund.amount_display} 已原路退回：${refund.reason}`,
+      refund.status === "succeeded" ? "" : "（退款处理中）",
+    ),
+  );
 }
 
 async function qrImage(payment) {
@@ -657,8 +703,9 @@ async function qrImage(payment) {
   return URL.createObjectURL(await response.blob());
 }
 
-function watchPayment(view, payment, panel) {
+function watchPayment(view, payment, panel, key) {
   const expires = Date.parse(payment.expires_at);
+  let settling = false;
   const tick = async () => {
     const status = panel.querySelector("[data-testid=payment-status]");
     const expiry = panel.querySelector("[data-testid=payment-expiry]");
@@ -673,13 +720,22 @@ function watchPayment(view, payment, panel) {
     }
     if (current.status === "paid") {
       panel.querySelector("img").classList.add("hidden");
-      expiry.remove();
-      show(status, h("span", { class: "paid", "data-testid": "payment-paid" }, `已支付 ${current.amount_display}（${shortTime(current.paid_at)}）`));
-      return waitForSettlement(view);
+      if (expiry) expiry.remove();
+      show(status, h("span", { class: "paid", "data-testid": "payment-paid" }, `已支付 ${current.amount_display}（${shortTime(current.paid_at)}）`), refundLines(current));
+      // Each utility's booking may return part of the payment; keep watching
+      // until every part is booked and each refund has finished.
+      const booked = current.shares.every((share) => share.reported);
+      const refunded = current.refunds.every((refund) => refund.status === "succeeded");
+      if (!booked || !refunded) later(tick, PAYMENT_POLL_MS);
+      if (!settling) {
+        settling = true;
+        return waitForSettlement(view);
+      }
+      return;
     }
     if (current.status !== "pending") {
       show(status, h("span", { class: "reason" }, "该二维码已失效，请重新生成。"));
-      view.payments.delete(payment.transfer_id);
+      view.payments.delete(key);
       return refreshArrears(view, view.found);
     }
     const seconds = Math.max(0, Math.round((expires - Date.now()) / 1000));

@@ -295,6 +295,12 @@ def seed(stack):
             stack, homes, [("water", {}), ("power", {})]
         )
         withdrawn_home = homes.make(accounts=[("water", {})])
+        debts_home = homes.make(
+            accounts=[
+                ("water", {"arrears_fen": 1500}),
+                ("power", {"arrears_fen": 2300}),
+            ]
+        )
         logins = seed_staff(stack)
         logins["agent"] = seed_agent(stack, review_home)
         opt_out_phone = seed_opt_out_seller(stack, homes)
@@ -318,6 +324,7 @@ def seed(stack):
         "read_home": {**home_view(read_home), "case_id": read_case_id},
         "sold_home": {**home_view(sold_home), "case_id": sold_case_id},
         "withdrawn_home": home_view(withdrawn_home),
+        "debts_home": home_view(debts_home),
         "staff": logins,
         "opt_out_phone": opt_out_phone,
     }

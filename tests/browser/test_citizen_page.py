@@ -120,6 +120,63 @@ def test_citizen_walks_case_to_final_reports(phone_page, stack, hub, screenshots
     screenshots(page, "citizen-5-timeline")
 
 
+def open_case(page, business_no):
+    page.locator("#business_no").fill(business_no)
+    page.get_by_test_id("open-case").locator("button[type=submit]").click()
+    page.locator("[data-testid=account]").first.wait_for()
+
+
+def test_one_code_pays_every_debt(phone_page, stack, screenshots):
+    """Water and power owe; the seller pays power at the counter before the scan."""
+    page = phone_page
+    home = stack["debts_home"]
+    log_in(page, stack, home["buyer"])
+    open_case(page, home["business_no"])
+    for org in (WATER, POWER):
+        confirm_and_accept(page, org)
+
+    pay_all = page.get_by_test_id("pay-all")
+    assert pay_all.get_by_test_id("pay-all-total").inner_text() == "¥38.00"
+    pay_all.get_by_test_id("pay-all-wechat").click()
+    qr = pay_all.get_by_test_id("payment-qr")
+    qr.wait_for()
+    code_url = qr.get_attribute("data-code-url")
+    assert decode_qr(page) == [code_url]
+    shares = [
+        item.inner_text() for item in pay_all.get_by_test_id("payment-share").all()
+    ]
+    assert shares == [f"{WATER} ¥15.00", f"{POWER} ¥23.00"]
+    screenshots(page, "citizen-12-pay-all")
+
+    power = next(a for a in home["accounts"] if a["utility"] == "power")
+    counter = requests.post(
+        stack["utility_sim_url"] + "/_sim/counter-payments",
+        json={
+            "utility": "power",
+            "account_no": power["account_no"],
+            "amount_fen": 2300,
+        },
+        timeout=10,
+    )
+    assert counter.status_code == 200, counter.text
+    paid = requests.post(
+        stack["wechatpay_url"] + "/_sandbox/pay",
+        json={"code_url": code_url},
+        timeout=10,
+    )
+    assert paid.status_code == 200, paid.text
+
+    assert "¥38.00" in pay_all.get_by_test_id("payment-paid").inner_text()
+    refund = pay_all.locator("[data-testid=payment-refund][data-status=succeeded]")
+    refund.wait_for(timeout=30_000)
+    assert refund.inner_text() == "¥23.00 已原路退回：欠费已在服务机构结清"
+    for org in (WATER, POWER):
+        page.locator(
+            f"[data-testid=arrears-row][data-org='{org}'][data-state=clear]"
+        ).wait_for()
+    screenshots(page, "citizen-13-pay-all-refund")
+
+
 def test_citizen_sees_chinese_error_for_unknown_business(
     phone_page, stack, screenshots
 ):
@@ -160,12 +217,6 @@ def test_citizen_asks_review_of_unplaced_account(phone_page, stack, screenshots)
     review = page.get_by_test_id("case-summary").get_by_text(home["gas_account_no"])
     review.wait_for()
     assert "待服务机构核对" in review.inner_text()
-
-
-def open_case(page, business_no):
-    page.locator("#business_no").fill(business_no)
-    page.get_by_test_id("open-case").locator("button[type=submit]").click()
-    page.locator("[data-testid=account]").first.wait_for()
 
 
 def account_card(page, org):
