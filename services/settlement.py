@@ -93,7 +93,10 @@ def _credit(payment):
     """Book each share of a payment that won the race.
 
     A share whose debt another payment already settled is refunded; the rest
-    go against their debts and are reported to their utilities.
+    go against their debts and are reported to their utilities. The debt an
+    order was made for is the one its utility stated when the order was
+    created, so only another payment that the utility had not booked by then
+    can have paid it. A payment booked earlier paid an earlier debt.
     """
     credited = 0
     for share in payment.shares.order_by(PaymentShare.id):
@@ -103,6 +106,10 @@ def _credit(payment):
                 (PaymentShare.transfer == share.transfer_id)
                 & (PaymentShare.id != share.id)
                 & (PaymentShare.status == "credited")
+                & (
+                    PaymentShare.reported_at.is_null()
+                    | (PaymentShare.reported_at >= payment.created_at)
+                )
             )
             .exists()
         )

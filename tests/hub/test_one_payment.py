@@ -12,16 +12,31 @@ import pytest
 import requests
 from peewee import fn
 
-from models import OutboxMessage, PaymentShare, Refund, Transfer, TransferEvent
+from demo import scenarios
+from models import (
+    OutboxMessage,
+    Payment,
+    PaymentShare,
+    Refund,
+    Transfer,
+    TransferEvent,
+)
 from partners.http import PartnerError
-from services import delivery, evidence, notifications, withdrawal
+from services import (
+    delivery,
+    evidence,
+    notifications,
+    payments,
+    settlement,
+    withdrawal,
+)
 from tests.hub.flows import assert_error, citizen_request, drive_to_submission
 from tests.hub.test_withdrawal import sim_arrears, wait_until
 
 ARREARS = {"water": 3100, "power": 5250, "gas": 0}
 
 
-def _case(client, homes, arrears=None):
+def _home_case(client, homes, arrears=None):
     arrears = arrears or ARREARS
     home = homes.make(
         accounts=[(kind, {"arrears_fen": fen}) for kind, fen in arrears.items()]
@@ -29,7 +44,25 @@ def _case(client, homes, arrears=None):
     case_id = drive_to_submission(client, home)
     case = client.call("GET", f"/cases/{case_id}")
     transfers = {t["utility_kind"]: t for t in case["transfers"]}
+    return home, case_id, transfers
+
+
+def _case(client, homes, arrears=None):
+    _, case_id, transfers = _home_case(client, homes, arrears)
     return case_id, transfers
+
+
+def _new_bill(stack, home, kind, arrears_fen):
+    """Give the account a new debt at its utility, as a monthly bill would."""
+    [account] = [
+        {**account, "arrears_fen": arrears_fen}
+        for account in scenarios.simulator_accounts([home])
+        if account["utility"] == kind
+    ]
+    response = requests.post(
+        stack.peers.utility_sim_url + "/_sim/accounts", json=[account], timeout=10
+    )
+    response.raise_for_status()
 
 
 def _shares_by_kind(payment, transfers):
@@ -378,3 +411,78 @@ def test_concurrent_taps_leave_one_payable_order(client, homes):
     created = next(r.json() for r in responses if r.status_code == 201)
     reused = {r.json()["payment_id"] for r in responses if r.status_code == 200}
     assert reused <= {created["payment_id"]}
+
+
+@pytest.mark.parametrize(
+    ("first", "counter_fen"),
+    [("single", 0), ("all", 0), ("single", 3100), ("all", 3100)],
+    ids=["single_booked", "all_booked", "single_refunded", "all_refunded"],
+)
+def test_later_bill_is_paid_not_refunded(client, homes, stack, first, counter_fen):
+    """A debt that comes after a booked payment is a new debt, whatever came before."""
+    home, case_id, transfers = _home_case(client, homes)
+    water = transfers["water"]
+    if first == "single":
+        path = f"/cases/{case_id}/transfers/{water['transfer_id']}/payments"
+    else:
+        path = f"/cases/{case_id}/payments"
+    earlier = client.call("POST", path, {})
+    if counter_fen:
+        _counter(stack, "water", water["account_no"], counter_fen)
+    _settled(client, earlier)
+    _new_bill(stack, home, "water", 1000)
+
+    later = client.call(
+        "POST", f"/cases/{case_id}/transfers/{water['transfer_id']}/payments", {}
+    )
+    assert later["amount_fen"] == 1000
+    paid = _settled(client, later)
+
+    answer = client.call("GET", f"/payments/{paid['payment_id']}")
+    [share] = answer["shares"]
+    assert share["status"] == "credited"
+    assert share["applied_fen"] == 1000
+    assert answer["refunds"] == []
+    assert sim_arrears(stack, "water", water["account_no"]) == 0
+    [arrears] = [
+        a
+        for a in client.call("GET", f"/cases/{case_id}/arrears")
+        if a["transfer_id"] == water["transfer_id"]
+    ]
+    assert arrears["state"] == "clear"
+
+
+def test_two_orders_for_one_debt_refund_the_second(client, homes, stack, app):
+    """Two orders open for the same unbooked debt, as after a lost close: the
+    second payment to settle is refunded by itself."""
+    case_id, transfers = _case(client, homes)
+    water_id = transfers["water"]["transfer_id"]
+    first = client.call("POST", f"/cases/{case_id}/transfers/{water_id}/payments", {})
+    stored = Payment.get_by_id(first["payment_id"])
+    second = Payment.create(
+        case=case_id,
+        provider="wechatpay",
+        out_trade_no=payments.new_trade_no(),
+        amount_fen=3100,
+        description="test order",
+        expires_at=stored.expires_at,
+        status="pending",
+    )
+    PaymentShare.create(
+        payment=second,
+        transfer=water_id,
+        amount_fen=3100,
+        utility_payment_id=second.out_trade_no,
+    )
+
+    with app.app_context():
+        outcomes = [
+            settlement.settle(order, f"42{index:030d}", 3100, None)
+            for index, order in enumerate((stored.out_trade_no, second.out_trade_no))
+        ]
+
+    assert outcomes == [settlement.CREDITED, settlement.REFUNDING]
+    assert Payment.get_by_id(second.id).status == "paid_twice"
+    [refund] = Refund.select().where(Refund.payment == second.id)
+    assert refund.amount_fen == 3100
+    assert refund.reason == "欠费已由另一笔缴费结清"
