@@ -314,8 +314,16 @@ def _send_payment_report(message):
         payload["paid_at"],
     )
     applied_fen = _applied_fen(answer, share, message.utility_code)
+    arrears_fen = answer.get("arrears_fen")
+    if isinstance(arrears_fen, bool) or not isinstance(arrears_fen, int):
+        arrears_fen = None
     with transaction():
         mark_done(message)
+        if arrears_fen is not None and arrears_fen >= 0:
+            # What the utility states now, for the case view and the push.
+            Transfer.update(arrears_fen=arrears_fen, arrears_checked_at=utcnow()).where(
+                Transfer.id == share.transfer_id
+            ).execute()
         recorded = (
             PaymentShare.update(reported_at=utcnow(), applied_fen=applied_fen)
             .where((PaymentShare.id == share.id) & PaymentShare.reported_at.is_null())

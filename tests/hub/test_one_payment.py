@@ -127,6 +127,9 @@ def test_one_order_pays_every_debt(client, homes, stack):
     assert shares["power"]["applied_fen"] == 5250
     assert sim_arrears(stack, "water", transfers["water"]["account_no"]) == 0
     assert sim_arrears(stack, "power", transfers["power"]["account_no"]) == 0
+    # The case shows the arrears the utilities stated in their answers.
+    case = client.call("GET", f"/cases/{case_id}")
+    assert {t["arrears_fen"] for t in case["transfers"]} == {0}
     # Each utility heard of its own part, under its own payment id.
     reports = {
         message.payload["account_no"]: message.payload
