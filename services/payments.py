@@ -94,6 +94,20 @@ def _named(transfers, transfer_ids):
     return [by_id[tid] for tid in sorted(transfer_ids)]
 
 
+def _require_within_limit(owed):
+    limit = current_app.config["PAYMENT_MAX_FEN"]
+    total = sum(arrears for _, arrears in owed)
+    if total <= limit:
+        return
+    log.warning("order over the limit total_fen=%d limit_fen=%d", total, limit)
+    hint = "请分户缴纳或" if len(owed) > 1 else "请"
+    raise Conflict(
+        "amount_over_limit",
+        f"欠费合计 {total / 100:.2f} 元，超过线上缴费上限 {limit / 100:.2f} 元，"
+        f"{hint}到服务机构窗口缴纳。",
+    )
+
+
 def _order_for(case, owed, read_at, provider):
     """Reuse the open order for exactly these debts, or replace it with a new one.
 
@@ -102,6 +116,7 @@ def _order_for(case, owed, read_at, provider):
     other open order touching these transfers is closed at the provider
     first, so that only one code can ever be paid for a debt.
     """
+    _require_within_limit(owed)
     wanted = {transfer.id: arrears for transfer, arrears in owed}
     for payment in _pending(wanted):
         reusable = _debts(payment) == wanted and payment.provider == provider
@@ -239,7 +254,8 @@ def _create(case, owed, read_at, provider):
         raise Conflict(*IN_FLIGHT) from None
     try:
         code_url = wallets.create_order(payment)
-    except PaymentError as error:
+    except (PaymentError, ValueError) as error:
+        # A ValueError is the client refusing the order before sending it.
         log.warning(
             "payment order rejected case=%s payment=%s error=%s",
             case.id,
@@ -326,6 +342,27 @@ def refresh_payment(payment):
             (Payment.id == payment.id) & Payment.flag.is_null()
         ).execute()
     return Payment.get_by_id(payment.id)
+
+
+def fail_stalled_orders(older_than_seconds=600):
+    """Mark failed the orders left in `creating`, so that they block no new order.
+
+    An order is `creating` only while its request asks the provider for the
+    code. One still there after `older_than_seconds` lost its request, as
+    when the process died, and nobody ever saw its code. Return how many.
+    """
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    stalled = list(
+        Payment.select(Payment.id).where(
+            (Payment.status == "creating") & (Payment.created_at <= cutoff)
+        )
+    )
+    for payment in stalled:
+        Payment.update(status="failed").where(
+            (Payment.id == payment.id) & (Payment.status == "creating")
+        ).execute()
+        log.warning("stalled order marked failed payment=%s", payment.id)
+    return len(stalled)
 
 
 def poll_pending(min_age_seconds=60, every_seconds=60, limit=20):

@@ -173,6 +173,7 @@ def sweep():
         rosters.release_stalled_jobs()
         for job_id in rosters.waiting_job_ids():
             run_roster_job(job_id)
+        payments.fail_stalled_orders()
         payments.poll_pending()
         settlement.poll_refunds()
         delivery.forget_old_message_ids()

@@ -7,6 +7,7 @@ counter payment already covered without anyone asking.
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 import requests
@@ -21,6 +22,7 @@ from models import (
     Transfer,
     TransferEvent,
 )
+from models.base import utcnow
 from partners.http import PartnerError
 from services import (
     delivery,
@@ -489,3 +491,49 @@ def test_two_orders_for_one_debt_refund_the_second(client, homes, stack, app):
     [refund] = Refund.select().where(Refund.payment == second.id)
     assert refund.amount_fen == 3100
     assert refund.reason == "欠费已由另一笔缴费结清"
+
+
+def test_sum_over_the_limit_is_paid_per_account(client, homes, app):
+    limit = app.config["PAYMENT_MAX_FEN"]
+    arrears = {"water": limit // 2 + 1, "power": limit // 2 + 1}
+    case_id, transfers = _case(client, homes, arrears)
+
+    response = citizen_request(client, "POST", f"/cases/{case_id}/payments", {})
+
+    assert_error(response, 409, "amount_over_limit")
+    assert "请分户缴纳" in response.json()["message"]
+    assert client.call("GET", f"/cases/{case_id}/payments")["total"] == 0
+    water_id = transfers["water"]["transfer_id"]
+    single = client.call("POST", f"/cases/{case_id}/transfers/{water_id}/payments", {})
+    assert single["amount_fen"] == limit // 2 + 1
+
+
+def test_stalled_order_stops_blocking(client, homes, app):
+    """An order left in `creating` by a process that died blocks new orders
+    only until the sweep marks it failed."""
+    case_id, transfers = _case(client, homes)
+    stalled = Payment.create(
+        case=case_id,
+        provider="wechatpay",
+        out_trade_no=payments.new_trade_no(),
+        amount_fen=3100,
+        description="test order",
+        expires_at=utcnow(),
+        status="creating",
+        created_at=utcnow() - timedelta(minutes=11),
+    )
+    PaymentShare.create(
+        payment=stalled,
+        transfer=transfers["water"]["transfer_id"],
+        amount_fen=3100,
+        utility_payment_id=stalled.out_trade_no,
+    )
+    blocked = citizen_request(client, "POST", f"/cases/{case_id}/payments", {})
+    assert_error(blocked, 409, "payment_in_flight")
+
+    with app.app_context():
+        assert payments.fail_stalled_orders() == 1
+
+    assert Payment.get_by_id(stalled.id).status == "failed"
+    created = citizen_request(client, "POST", f"/cases/{case_id}/payments", {})
+    assert created.status_code == 201
