@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api import fields as api_fields
-from api import paging
+from api import paging, spreadsheets
 from api.errors import error_response, takes_raw_body
 from api.openapi import utility_operation
 from api.security import utility_caller_required
@@ -234,7 +234,7 @@ def get_results(args, job_id):
 
 def _results_csv(job, entries):
     out = io.StringIO()
-    out.write("\ufeff")
+    out.write(spreadsheets.BYTE_ORDER_MARK)
     writer = csv.writer(out)
     writer.writerow(rosters.RETURN_HEADERS)
     org = job.utility.service_org
@@ -245,7 +245,7 @@ def _results_csv(job, entries):
                 entry.account_no,
                 entry.unit_code or "",
                 entry.certificate_no or "",
-                entry.location or "",
+                spreadsheets.as_text(entry.location or ""),
                 entry.match_result,
             ]
         )

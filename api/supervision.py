@@ -7,7 +7,7 @@ from flask import Response, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from api import paging
+from api import paging, spreadsheets
 from api.openapi import bearer_operation
 from api.security import caller_required
 from services import supervision
@@ -102,13 +102,15 @@ def wants_csv(args):
 
 def csv_response(rows):
     buffer = io.StringIO()
+    buffer.write(spreadsheets.BYTE_ORDER_MARK)
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
         reasons = "; ".join(
             f"{item['reason']}: {item['count']}" for item in row["returned_by_reason"]
         )
-        writer.writerow({**row, "returned_by_reason": reasons})
+        row = {**row, "returned_by_reason": reasons}
+        writer.writerow({name: spreadsheets.as_text(row[name]) for name in CSV_COLUMNS})
     return Response(
         buffer.getvalue(),
         mimetype=CSV_TYPE,

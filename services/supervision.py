@@ -24,16 +24,30 @@ MAX_MONTHS = 36
 DEFAULT_MONTHS = 12
 
 
+FIRST_YEAR = 2000
+LAST_YEAR = 2100
+
+
 def parse_month(text, field):
-    """Return (year, month) for a `YYYY-MM` text, or raise Invalid naming `field`."""
+    """Return (year, month) for a `YYYY-MM` text, or raise Invalid naming `field`.
+
+    Years outside FIRST_YEAR to LAST_YEAR are refused, because the scheme has
+    no transfers there and the edges of the calendar do not convert to UTC.
+    """
     try:
         year, month = (int(part) for part in text.split("-"))
         date(year, month, 1)
+        if not FIRST_YEAR <= year <= LAST_YEAR:
+            raise ValueError(year)
     except ValueError:
         raise Invalid(
             "month_invalid",
-            f"月份应为 YYYY-MM 格式，收到“{text}”。",
-            errors={"query": {field: ["must be a month as YYYY-MM"]}},
+            f"月份应为 {FIRST_YEAR} 至 {LAST_YEAR} 年间的 YYYY-MM，收到“{text}”。",
+            errors={
+                "query": {
+                    field: [f"must be a month as YYYY-MM in {FIRST_YEAR}-{LAST_YEAR}"]
+                }
+            },
         ) from None
     return year, month
 

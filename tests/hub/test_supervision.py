@@ -128,7 +128,10 @@ def test_csv_by_format_and_accept(app, admin):
     for response in (by_query, by_accept):
         assert response.status_code == 200, response.text
         assert response.headers["Content-Type"].startswith("text/csv")
-        rows = list(csv.DictReader(io.StringIO(response.text)))
+        # A byte order mark first, so that Excel reads the file as UTF-8.
+        assert response.content.startswith("\ufeff".encode())
+        text = response.content.decode("utf-8-sig")
+        rows = list(csv.DictReader(io.StringIO(text)))
         assert len(rows) == Utility.select().count()
         water = next(row for row in rows if row["utility"] == "water")
         assert water["month"] == month
@@ -141,6 +144,10 @@ def test_csv_by_format_and_accept(app, admin):
     [
         ("from_month=2026-13", 422, "month_invalid"),
         ("to_month=26-1x", 422, "month_invalid"),
+        ("from_month=0001-01&to_month=0001-02", 422, "month_invalid"),
+        ("from_month=9999-11&to_month=9999-12", 422, "month_invalid"),
+        ("from_month=1999-12", 422, "month_invalid"),
+        ("to_month=2101-01", 422, "month_invalid"),
         ("from_month=2026-05&to_month=2026-04", 422, "month_range_invalid"),
         ("from_month=2020-01&to_month=2026-01", 422, "month_range_invalid"),
         ("utility=no-such", 404, "utility_not_found"),
@@ -178,3 +185,26 @@ def test_supervisor_sees_only_aggregates(supervisor, path):
     response = citizen_request(supervisor, "GET", path)
 
     assert_error(response, 403, "role_forbidden")
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_csv_cells_never_run_as_formulas(app, start):
+    """A return reason is free text from a utility's staff; in a spreadsheet a
+    cell starting like a formula must read as text."""
+    from api.supervision import CSV_COLUMNS, csv_response
+
+    row = {name: 0 for name in CSV_COLUMNS}
+    row.update(
+        month="2026-12",
+        utility=f"{start}cmd",
+        service_org=f'{start}HYPERLINK("http://127.0.0.1/x")',
+        returned_by_reason=[{"reason": f"{start}1+1", "count": 2}],
+    )
+    with app.test_request_context():
+        text = csv_response([row]).get_data(as_text=True)
+
+    [parsed] = list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
+    assert parsed["utility"] == f"'{start}cmd"
+    assert parsed["service_org"] == f'\'{start}HYPERLINK("http://127.0.0.1/x")'
+    assert parsed["returned_by_reason"] == f"'{start}1+1: 2"
+    assert parsed["received"] == "0"
