@@ -457,7 +457,7 @@ def progress_view(case):
                 "service_org": transfer.utility.service_org,
                 "account_no": transfer.account_no,
                 "status": transfer.status,
-                "status_label": timeline.status_label(transfer.status),
+                "status_label": _label(transfer),
                 "return_reason": transfer.return_reason,
                 "events": [
                     {

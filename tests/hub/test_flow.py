@@ -285,9 +285,13 @@ def test_transfer_label_when_ready(client, homes):
     case_id = drive_to_submission(client, home)
 
     account = client.call("GET", f"/cases/{case_id}/accounts")[0]
+    case = client.call("GET", f"/cases/{case_id}")
+    progress = client.call("GET", f"/cases/{case_id}/progress")
 
     assert account["status"] == "draft"
-    assert account["status_label"] == "已确认，待提交"
+    # Every view of the case gives the transfer the same label.
+    for view in (account, case["transfers"][0], progress["transfers"][0]):
+        assert view["status_label"] == "已确认，待提交"
 
 
 def test_pending_push_survives_worker_restart(client, homes, stack, app):
