@@ -46,6 +46,15 @@ ACTION_SCOPES = {
     # Withdrawing undoes a submission, so it needs the same scope.
     "withdraw": "submit",
 }
+# Each scope as the owner granted it in the mini-program.
+SCOPE_NAMES = {
+    "view": "查看",
+    "accounts": "添加户号",
+    "confirm": "确认户号",
+    "agreement": "同意过户协议",
+    "pay": "缴纳欠费",
+    "submit": "提交联办",
+}
 
 
 @dataclass(frozen=True)
@@ -192,7 +201,7 @@ def case_for(caller, case_id, action="view"):
         )
         raise Forbidden(
             "delegation_scope",
-            f"业主的授权不含此项操作（需要“{ACTION_SCOPES[action]}”），"
+            f"业主的授权不含此项操作（需要“{SCOPE_NAMES[ACTION_SCOPES[action]]}”），"
             "请业主本人办理或补充授权。",
         )
     g.case_id = case.id

@@ -7,7 +7,8 @@ reported to its own utility.
 
 import logging
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import peewee
 from flask import current_app
@@ -22,13 +23,15 @@ from services.errors import Conflict, Invalid, NotFound, PartnerUnavailable
 
 log = logging.getLogger(__name__)
 
+CHINA = ZoneInfo("Asia/Shanghai")
 OPEN_STATES = ("creating", "pending")
 SETTLING = ("payment_settling", "已缴费，正在通知服务机构销账，请勿重复缴费。")
 IN_FLIGHT = ("payment_in_flight", "缴费二维码正在生成，请稍后刷新。")
 
 
 def new_trade_no():
-    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    # The wallets' bills run by China time, so the number's date does too.
+    stamp = datetime.now(CHINA).strftime("%Y%m%d%H%M%S")
     return f"LB{stamp}{secrets.token_hex(6).upper()}"
 
 
@@ -82,7 +85,7 @@ def _named(transfers, transfer_ids):
     if unknown:
         raise Invalid(
             "unknown_transfer",
-            "所选户号不属于该联办事项，请按 /cases/{id} 返回的 transfer_id 选择。",
+            "所选户号不属于该联办事项，请刷新页面后重新选择。",
             errors={"transfer_ids": [f"not a transfer of this case: {unknown}"]},
         )
     if len(set(transfer_ids)) != len(transfer_ids):

@@ -157,10 +157,21 @@ def test_scope_limits_the_agent(client, homes, agency_pair):
 
     assert_error(confirm, 403, "delegation_scope")
     assert_error(submit, 403, "delegation_scope")
+    # The message names the scope as the owner saw it when granting.
+    assert "（需要“确认户号”）" in confirm.json()["message"]
+    assert "（需要“提交联办”）" in submit.json()["message"]
     assert (
         agent.call("GET", f"/cases/{case['case_id']}/progress")["case_id"]
         == (case["case_id"])
     )
+
+
+def test_every_scope_has_a_name():
+    from services.access import ACTION_SCOPES, SCOPE_NAMES
+    from services.delegations import SCOPES
+
+    assert set(SCOPE_NAMES) == set(SCOPES)
+    assert {scope for scope in ACTION_SCOPES.values() if scope} <= set(SCOPE_NAMES)
 
 
 def test_agent_sees_people_masked(client, homes, agency_pair):

@@ -814,6 +814,16 @@ def test_pay_settled_debt(client, homes):
 
     assert_error(again, 409, "nothing_to_pay")
     assert_error(image, 409, "payment_not_payable")
+    assert (
+        image.json()["message"] == "该笔缴费已支付，二维码已不能使用，请重新发起缴费。"
+    )
+
+
+def test_every_payment_state_has_a_name_for_the_payer():
+    from api.payments import PAYMENT_STATES
+    from tests.hub.test_columns import PAYMENT_STATES as STORED
+
+    assert set(PAYMENT_STATES) == STORED - {"pending"}
 
 
 SUBMITTED_CASE_CHANGES = [

@@ -142,3 +142,18 @@ def test_provider_down_leaves_no_open_order(client, homes, stack, app):
 
     retried = client.call("POST", path, {})
     assert retried["status"] == "pending"
+
+
+def test_order_number_dated_in_china_time():
+    """The wallets' bills run by China time, and so does the date in the number."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from services import payments
+
+    china = ZoneInfo("Asia/Shanghai")
+    before = datetime.now(china).strftime("%Y%m%d")
+    number = payments.new_trade_no()
+    after = datetime.now(china).strftime("%Y%m%d")
+
+    assert number[2:10] in {before, after}
