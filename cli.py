@@ -55,7 +55,7 @@ def serve(port, var_dir):
     click.echo("Demo staff (POST /api/v1/auth/login); passwords change at each start:")
     for member in made:
         click.echo(
-            f"  {member.role:<8} {member.username:<13} {member.password}  "
+            f"  {member.role:<10} {member.username:<15} {member.password}  "
             f"{member.organisation}"
         )
     click.echo(f"To start over with fresh demo data, stop and delete {var_dir}.")

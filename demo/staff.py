@@ -17,6 +17,7 @@ HOTLINE = ("service_desk", "济南市12345市民服务热线", None, None)
 WINDOW = ("registry_window", "济南市不动产登记中心历下分中心", None, None)
 WATER = ("utility", "济南水务集团有限公司客户服务中心", None, "water")
 OPERATOR = ("operator", "联办平台运维组", None, None)
+SUPERVISION = ("operator", "济南市大数据局", None, None)
 
 DEMO_STAFF = (
     ("demo-agent", "agent", AGENCY, "王经纪"),
@@ -24,6 +25,7 @@ DEMO_STAFF = (
     ("demo-window", "window", WINDOW, "孙窗口"),
     ("demo-water", "utility", WATER, "钱水务"),
     ("demo-admin", "admin", OPERATOR, "周管理"),
+    ("demo-supervisor", "supervisor", SUPERVISION, "吴监督"),
 )
 
 

@@ -223,7 +223,7 @@ def refund_excess(share, amount_fen):
     queue_refund(share.payment, reason, share=share, amount_fen=amount_fen)
     note = f"{timeline.NOTES['overpaid_refunded']}（{amount_fen / 100:.2f} 元）"
     timeline.record(share.transfer, "overpaid_refunded", "utility", note=note)
-    log.warning(
+    log.info(
         "share paid beyond the debt payment=%s share=%s excess_fen=%d",
         share.payment_id,
         share.id,
