@@ -203,12 +203,17 @@ function renderTable(table, rows, page) {
   );
   show(
     table,
+    // The table scrolls sideways inside its box on a narrow window.
     h(
-      "table",
-      { class: "report" },
-      h("caption", {}, "明细（每个服务机构每月一行，最新月份在前）"),
-      h("thead", {}, h("tr", {}, COLUMNS.map(([key, title, tip]) => h("th", { scope: "col", title: tip, class: TEXT_COLUMNS.has(key) ? null : "number" }, title)))),
-      h("tbody", {}, body),
+      "div",
+      { class: "table-scroll" },
+      h(
+        "table",
+        { class: "report" },
+        h("caption", {}, "明细（每个服务机构每月一行，最新月份在前）"),
+        h("thead", {}, h("tr", {}, COLUMNS.map(([key, title, tip]) => h("th", { scope: "col", title: tip, class: TEXT_COLUMNS.has(key) ? null : "number" }, title)))),
+        h("tbody", {}, body),
+      ),
     ),
     pager({ total: rows.length, page, page_size: TABLE_PAGE_SIZE }, (next) => renderTable(table, rows, next)),
   );

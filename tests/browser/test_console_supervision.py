@@ -184,6 +184,17 @@ def test_supervisor_report_matches_api(desktop_page, stack, hub, screenshots):
     name = f"transfers-report-{from_month}-{to_month}.csv"
     assert download.suggested_filename == name
 
+    # On a laptop and on a phone the page stays within the window's width;
+    # only the table scrolls sideways inside its box.
+    for width, shot in ((1024, "console-8-supervision-1024"), (390, None)):
+        page.set_viewport_size({"width": width, "height": 900})
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - window.innerWidth"
+        )
+        assert overflow <= 0, (width, overflow)
+        if shot:
+            screenshots(page, shot)
+
 
 def test_supervision_report_filters_and_errors(desktop_page, stack, hub):
     page = desktop_page
