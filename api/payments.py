@@ -87,21 +87,10 @@ def get_payment(payment_id):
     return payments.refresh_payment(payment)
 
 
-# An order's state as the payer reads it, for the QR code's refusal.
-PAYMENT_STATES = {
-    "creating": "正在生成",
-    "paid": "已支付",
-    "closed": "已关闭",
-    "failed": "下单失败",
-    "paid_late": "已支付并原路退回",
-    "paid_twice": "已支付并原路退回",
-}
-
-
 def _qr_content(payment_id):
     payment = payments.load_payment(g.caller, payment_id)
     if payment.status != "pending" or not payment.code_url:
-        state = PAYMENT_STATES.get(payment.status, payment.status)
+        state = views.PAYMENT_STATES.get(payment.status, payment.status)
         raise Conflict(
             "payment_not_payable",
             f"该笔缴费{state}，二维码已不能使用，请重新发起缴费。",

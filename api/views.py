@@ -176,6 +176,18 @@ class ArrearsSchema(Schema):
         return None if amount is None else f"¥{amount / 100:.2f}"
 
 
+# An order's state as the payer reads it.
+PAYMENT_STATES = {
+    "creating": "正在生成",
+    "pending": "待支付",
+    "paid": "已支付",
+    "closed": "已关闭",
+    "failed": "下单失败",
+    "paid_late": "已支付并原路退回",
+    "paid_twice": "已支付并原路退回",
+}
+
+
 def _yuan(amount_fen):
     return f"¥{amount_fen / 100:.2f}"
 
@@ -242,6 +254,13 @@ class PaymentSchema(Schema):
         metadata={"type": "string", "description": "The utilities paid, joined by 、"},
     )
     status = fields.String()
+    status_label = fields.Method(
+        "label",
+        metadata={
+            "type": "string",
+            "description": "The state in Chinese, with refunds",
+        },
+    )
     code_url = fields.String(allow_none=True)
     qr_png = fields.Method("png_path")
     qr_svg = fields.Method("svg_path")
@@ -263,6 +282,15 @@ class PaymentSchema(Schema):
             if share.transfer.utility.service_org not in names:
                 names.append(share.transfer.utility.service_org)
         return "、".join(names)
+
+    def label(self, payment):
+        word = PAYMENT_STATES.get(payment.status, payment.status)
+        refunded = self.refunded(payment)
+        if payment.status != "paid" or refunded == 0:
+            return word
+        if refunded >= payment.amount_fen:
+            return "已支付，已全额退回"
+        return f"已支付，已退回 {_yuan(refunded)}"
 
     def refunded(self, payment):
         return sum(

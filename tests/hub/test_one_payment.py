@@ -273,6 +273,10 @@ def test_debt_paid_at_the_counter_comes_back(
     assert refund["transfer_id"] == transfers["water"]["transfer_id"]
     assert refund["status"] == "succeeded"
     assert answer["refunded_fen"] == refunded_fen
+    if refunded_fen == 3100 + 5250:
+        assert answer["status_label"] == "已支付，已全额退回"
+    else:
+        assert answer["status_label"] == f"已支付，已退回 ¥{refunded_fen / 100:.2f}"
     # The debt at the utility is settled once, not twice.
     assert sim_arrears(stack, "water", water_account) == 0
     # The provider returned exactly that much of the order.
@@ -348,6 +352,7 @@ def test_withdrawal_returns_what_is_left_of_each_share(client, homes, stack):
         transfers["power"]["transfer_id"]: [5250],
     }
     assert answer["refunded_fen"] == answer["amount_fen"]
+    assert answer["status_label"] == "已支付，已全额退回"
     assert {s["status"] for s in answer["shares"]} == {"refunded"}
     total = (
         Refund.select(fn.SUM(Refund.amount_fen))
