@@ -198,9 +198,11 @@ def get_transfer(transfer_id):
 @blp.arguments(ByHandFeedbackSchema)
 @blp.response(200, FeedbackAnswerView)
 def post_feedback(report, transfer_id):
-    """Report 办理状态 and 退件原因 by hand, for a utility without a system link
+    """Report 办理状态 and 退件原因 by hand
 
-    The rules are those of POST /partner/feedback: a status may not go back,
+    For a utility without a system link, and for any utility while its
+    system cannot report. The rules are those of POST /partner/feedback: a
+    status may not go back,
     a final status does not change, and 退件 needs a return reason. Repeating
     the current status changes nothing and returns `applied: false`.
     """

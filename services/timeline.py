@@ -30,6 +30,7 @@ NOTES = {
     "push_retry": "平台已安排重新推送",
     "meter_disputed": "已对过户日读数提出异议",
     "overpaid_refunded": "欠费已在服务机构结清，多缴金额原路退回",
+    "payment_refunded": "联办事项已撤回，已缴欠费原路退回",
 }
 
 

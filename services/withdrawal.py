@@ -102,7 +102,11 @@ def _undo_payment(payment):
         return
     credited = payment.shares.where(PaymentShare.status == "credited")
     for share in list(credited.order_by(PaymentShare.id)):
-        settlement.queue_refund(payment, REFUND_REASON, share=share)
+        refund = settlement.queue_refund(payment, REFUND_REASON, share=share)
+        if refund is not None:
+            amount = f"（{refund.amount_fen / 100:.2f} 元）"
+            note = timeline.NOTES["payment_refunded"] + amount
+            timeline.record(share.transfer, "payment_refunded", "system", note=note)
         PaymentShare.update(status="refunded").where(
             PaymentShare.id == share.id
         ).execute()

@@ -354,6 +354,20 @@ def test_withdrawal_returns_what_is_left_of_each_share(client, homes, stack):
     assert answer["refunded_fen"] == answer["amount_fen"]
     assert answer["status_label"] == "已支付，已全额退回"
     assert {s["status"] for s in answer["shares"]} == {"refunded"}
+    # Each account's timeline says what went back.
+    progress = client.call("GET", f"/cases/{case_id}/progress")
+    kinds = {t["transfer_id"]: kind for kind, t in transfers.items()}
+    notes = {
+        kinds[t["transfer_id"]]: [
+            e["note"] for e in t["events"] if e["status"] == "payment_refunded"
+        ]
+        for t in progress["transfers"]
+    }
+    assert notes == {
+        "water": ["联办事项已撤回，已缴欠费原路退回（21.00 元）"],
+        "power": ["联办事项已撤回，已缴欠费原路退回（52.50 元）"],
+        "gas": [],
+    }
     total = (
         Refund.select(fn.SUM(Refund.amount_fen))
         .where(Refund.payment == paid["payment_id"])

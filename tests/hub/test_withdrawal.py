@@ -91,10 +91,20 @@ def test_owner_withdraws_and_money_goes_back(client, homes, stack):
     assert {t["status_label"] for t in withdrawn["transfers"]} == {"已撤回"}
     progress = client.call("GET", f"/cases/{case_id}/progress")
     for transfer in progress["transfers"]:
-        last = transfer["events"][-1]
-        assert last["status"] == "withdrawn"
+        [last] = [e for e in transfer["events"] if e["status"] == "withdrawn"]
         assert last["note"] == "申请人撤回联办：买卖双方协商解除"
         assert last["actor"] == "applicant"
+    # Only the paid water account gets its money back on the timeline.
+    refunded = {
+        t["transfer_id"]: [
+            e["note"] for e in t["events"] if e["status"] == "payment_refunded"
+        ]
+        for t in progress["transfers"]
+    }
+    assert refunded == {
+        water["transfer_id"]: ["联办事项已撤回，已缴欠费原路退回（30.00 元）"],
+        gas["transfer_id"]: [],
+    }
     actions = [a.action for a in CaseAction.select().where(CaseAction.case == case_id)]
     assert actions[-1] == "withdraw"
 
@@ -213,9 +223,12 @@ def test_registry_withdrawal_returns_money(client, homes, stack):
     case = client.call("GET", f"/cases/{case_id}")
     assert case["status"] == "withdrawn"
     assert case["transfers"][0]["status"] == "withdrawn"
-    event = client.call("GET", f"/cases/{case_id}/progress")["transfers"][0]["events"]
-    assert event[-1]["note"] == "不动产登记业务已撤回"
-    assert event[-1]["actor"] == "system"
+    events = client.call("GET", f"/cases/{case_id}/progress")["transfers"][0]["events"]
+    # The withdrawal, then the money it sends back.
+    assert [e["status"] for e in events[-2:]] == ["withdrawn", "payment_refunded"]
+    assert events[-2]["note"] == "不动产登记业务已撤回"
+    assert events[-2]["actor"] == "system"
+    assert events[-1]["note"] == "联办事项已撤回，已缴欠费原路退回（21.00 元）"
     refund = wait_until(
         lambda: Refund.get_or_none(
             (Refund.payment == paid["payment_id"]) & (Refund.status == "succeeded")
