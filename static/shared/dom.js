@@ -61,7 +61,7 @@ export function shortTime(iso) {
 // Return the badge class of a transfer or timeline status.
 export function statusTone(status) {
   if (status === "completed") return "good";
-  if (status === "returned" || status === "push_failed") return "bad";
+  if (status === "returned" || status === "push_failed" || status === "withdrawn") return "bad";
   return "";
 }
 
