@@ -35,7 +35,7 @@ DEFAULTS = {
     "ALIPAY_KEYS_DIR": None,
     "PARTNER_SECRETS_FILE": None,
     "PAYMENT_TTL_SECONDS": 900,
-    # The most one order may collect; a larger debt is paid at the counter.
+    # The maximum one order may collect; a larger debt is paid at the counter.
     "PAYMENT_MAX_FEN": 10_000_000,
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "PARTNER_CONNECT_TIMEOUT": 3.05,

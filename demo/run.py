@@ -254,7 +254,7 @@ def pay_all_at_once(client, who, case_id, scenario, stack):
 
 
 def wait_for_refunds(client, payment_id, seconds=15):
-    """Poll the order until each refund the utilities' answers started is done."""
+    """Poll the order until every share is booked and every refund has succeeded."""
     deadline = time.monotonic() + seconds
     while True:
         payment = client.call("GET", f"/payments/{payment_id}")

@@ -350,7 +350,7 @@ def refresh_payment(payment):
 def fail_stalled_orders(older_than_seconds=600):
     """Mark failed the orders left in `creating`, so that they block no new order.
 
-    An order is `creating` only while its request asks the provider for the
+    An order is `creating` only while its request waits for the provider's
     code. One still there after `older_than_seconds` lost its request, as
     when the process died, and nobody ever saw its code. Return how many.
     """

@@ -129,7 +129,7 @@ def test_one_order_pays_every_debt(client, homes, stack):
     assert shares["power"]["applied_fen"] == 5250
     assert sim_arrears(stack, "water", transfers["water"]["account_no"]) == 0
     assert sim_arrears(stack, "power", transfers["power"]["account_no"]) == 0
-    # The case shows the arrears the utilities stated in their answers.
+    # The case shows the arrears from the utilities' responses to the reports.
     case = client.call("GET", f"/cases/{case_id}")
     assert {t["arrears_fen"] for t in case["transfers"]} == {0}
     # Each utility heard of its own part, under its own payment id.
@@ -304,7 +304,7 @@ def test_debt_paid_at_the_counter_comes_back(
     assert detail["reason"] == "欠费已在服务机构结清"
     with app.app_context():
         assert evidence.verify_case(case_id) == len(evidence.case_entries(case_id))
-    # The people on the case are told with the amount.
+    # The notice to the people on the case gives the amount.
     transfer = Transfer.get_by_id(transfers["water"]["transfer_id"])
     params = notifications._status_params(transfer, "refunded", None)
     assert params["status"] == "已退款"
@@ -354,7 +354,7 @@ def test_withdrawal_returns_what_is_left_of_each_share(client, homes, stack):
     assert answer["refunded_fen"] == answer["amount_fen"]
     assert answer["status_label"] == "已支付，已全额退回"
     assert {s["status"] for s in answer["shares"]} == {"refunded"}
-    # Each account's timeline says what went back.
+    # Each account's timeline shows what went back.
     progress = client.call("GET", f"/cases/{case_id}/progress")
     kinds = {t["transfer_id"]: kind for kind, t in transfers.items()}
     notes = {
