@@ -12,6 +12,7 @@ the utility.
 import base64
 import hashlib
 import logging
+import warnings
 from io import BytesIO
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -107,6 +108,12 @@ def _associated(reading_id):
     return f"meter-photo:{reading_id}".encode()
 
 
+# A phone camera takes about 50 million pixels at most. The size is read
+# from the header before anything is decoded, because a small file can
+# declare a picture that takes gigabytes to decode.
+PHOTO_MAX_PIXELS = 60_000_000
+
+
 def photo_type(photo):
     """Return jpeg or png when `photo` decodes as that image, else None."""
     kind = next(
@@ -116,15 +123,44 @@ def photo_type(photo):
     if kind is None:
         return None
     try:
-        with Image.open(BytesIO(photo)) as image:
+        # Pillow warns of a picture over its own limit as it opens it; that
+        # is a refusal here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(BytesIO(photo))
+        with opened as image:
+            width, height = image.size
+            if width * height > PHOTO_MAX_PIXELS:
+                log.info("meter photo rejected kind=%s pixels=%d", kind, width * height)
+                return None
             image.verify()
         # verify() checks a PNG's chunks but not a JPEG's data, so decode too.
         with Image.open(BytesIO(photo)) as image:
             image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as error:
         log.info("meter photo rejected kind=%s error=%s", kind, type(error).__name__)
         return None
     return kind
+
+
+def _require_disputable(transfer):
+    if transfer.utility.kind not in METER_UNITS:
+        raise Conflict(
+            "not_metered", f"{transfer.utility.service_org}没有表计读数，无需核对。"
+        )
+    reading = MeterReading.get_or_none(MeterReading.transfer == transfer)
+    if reading is None:
+        raise NotFound(
+            "reading_not_found", "服务机构尚未提供过户日读数，暂不能提出异议。"
+        )
+    if reading.disputed_at is not None:
+        raise Conflict("reading_disputed", "该读数已提出异议，请等待服务机构处理。")
 
 
 def dispute(transfer, note, photo):
@@ -136,12 +172,15 @@ def dispute(transfer, note, photo):
             "请说明读数有何异议（1 至 500 字）。",
             errors={"note": ["must be 1 to 500 characters"]},
         )
+    # The reading is checked first, so that nobody fixes a photo only to
+    # learn that the reading cannot be disputed.
+    _require_disputable(transfer)
     kind = photo_type(photo)
     if kind is None:
         raise Invalid(
             "photo_invalid",
-            "请上传 JPEG 或 PNG 格式的水表、电表或燃气表照片。",
-            errors={"photo": ["must be a JPEG or PNG image"]},
+            "请上传不超过 6000 万像素的 JPEG 或 PNG 格式的表计照片。",
+            errors={"photo": ["must be a JPEG or PNG image of at most 60 megapixels"]},
         )
     with transaction():
         reading = locked(

@@ -1,9 +1,12 @@
 """Meter readings on the transfer day, and disputes of them with a photo."""
 
 import hashlib
+import struct
 import time
+import zlib
 from io import BytesIO
 
+import pytest
 import requests
 from PIL import Image
 
@@ -106,6 +109,54 @@ def test_dispute_reaches_the_utility(client, homes, stack):
     assert photo not in sealed
     again = dispute(client, case_id, transfer_id, "再次提出", meter_photo())
     assert_error(again, 409, "reading_disputed")
+    # Refused as disputed even with a bad photo, which is never looked at.
+    bad_again = dispute(client, case_id, transfer_id, "再次提出", b"GIF89a")
+    assert_error(bad_again, 409, "reading_disputed")
+
+
+def png_declaring(width, height):
+    """Return a small PNG file whose header declares a `width` x `height` picture."""
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    rows = zlib.compress(b"\0" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", rows)
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("width", "height"),
+    [(13000, 13000), (8000, 8000), (60_000_001, 1), (1, 60_000_001)],
+)
+def test_photo_declaring_huge_picture_refused(client, homes, width, height):
+    """A small file that declares a picture too large to decode is refused
+    from its header, before anything is decoded."""
+    _, case_id = registered_case(client, homes, [("water", {})])
+    case = wait_for_readings(client, case_id, 1)
+    transfer_id = case["transfers"][0]["transfer_id"]
+    photo = png_declaring(width, height)
+    assert len(photo) < 200
+
+    response = dispute(client, case_id, transfer_id, "读数不对", photo)
+
+    assert_error(response, 422, "photo_invalid")
+    assert MeterReading.get(MeterReading.transfer == transfer_id).disputed_at is None
+
+
+def test_unmetered_account_has_nothing_to_dispute(client, homes):
+    _, case_id = registered_case(client, homes, [("tv", {})])
+    transfer_id = client.call("GET", f"/cases/{case_id}")["transfers"][0]["transfer_id"]
+
+    response = dispute(client, case_id, transfer_id, "读数不对", meter_photo())
+
+    assert_error(response, 409, "not_metered")
 
 
 def test_bad_dispute_rejected(client, homes):
