@@ -107,13 +107,18 @@ def require_before_registration(case):
 
 
 def check_case(case, only_stale=False):
-    """Check every transfer of the case; with `only_stale`, only old results."""
+    """Check every transfer of the case.
+
+    With `only_stale`, a recent result is reused unless it stops the
+    submission: the applicant may have had the block lifted since.
+    """
     views = []
     # The rows are read in full first: a SQLite cursor still open would pin
     # its snapshot, and the write below would then fail at once as locked.
     for transfer in list(case.transfers.order_by(Transfer.id)):
         fresh = transfer.checked_at and utcnow() - transfer.checked_at < MAX_AGE
-        if only_stale and fresh:
+        stopping = any(item["stops_submission"] for item in view(transfer)["items"])
+        if only_stale and fresh and not stopping:
             views.append(view(transfer))
         else:
             views.append(check_transfer(transfer))
@@ -129,24 +134,30 @@ def state_of(transfer):
 
 
 def view(transfer, state=None):
+    """Return the transfer's check as the applicant sees it.
+
+    When the utility does not respond now (`unavailable`), the last result
+    it gave is shown for what it was, but stops nothing: the submission goes
+    ahead with a warning, and the utility checks again when it takes the
+    transfer.
+    """
     result = transfer.check_result or {}
+    state = state or state_of(transfer)
+    current = state != "unavailable"
     return {
         "transfer_id": transfer.id,
         "service_org": transfer.utility.service_org,
         "account_no": transfer.account_no,
-        "state": state or state_of(transfer),
+        "state": state,
         "transferable": result.get("transferable"),
-        "items": [_item_view(item) for item in result.get("items", [])],
+        "items": [_item_view(item, current) for item in result.get("items", [])],
         "checked_at": transfer.checked_at,
     }
 
 
-def _item_view(item):
-    return {
-        **item,
-        "stops_submission": item["blocking"] and item["item"] in STOPPING,
-        "advice": advice(item),
-    }
+def _item_view(item, current=True):
+    stops = current and item["blocking"] and item["item"] in STOPPING
+    return {**item, "stops_submission": stops, "advice": advice(item)}
 
 
 def require_transferable(views):

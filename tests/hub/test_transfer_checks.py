@@ -165,3 +165,47 @@ def test_channel_utility_not_asked(client, homes):
 
     assert [entry["state"] for entry in checks] == ["not_connected"]
     assert Transfer.get(Transfer.case == case_id).check_result is None
+
+
+def _set_account(stack, home, kind, **changes):
+    [account] = [
+        {**account, **changes}
+        for account in scenarios.simulator_accounts([home])
+        if account["utility"] == kind
+    ]
+    response = requests.post(
+        stack.peers.utility_sim_url + "/_sim/accounts", json=[account], timeout=10
+    )
+    response.raise_for_status()
+
+
+def test_lifted_block_asked_again_at_submission(client, homes, stack):
+    home = homes.make(accounts=[("heat", {"block_reason": "户号涉诉冻结"})])
+    case_id = drive_to_submission(client, home)
+    [blocked] = client.call("GET", f"/cases/{case_id}/transfer-checks")
+    assert [
+        i["stops_submission"] for i in blocked["items"] if i["item"] == "block"
+    ] == [True]
+
+    _set_account(stack, home, "heat", block_reason=None)
+    submitted = client.call("POST", f"/cases/{case_id}/submission", {})
+
+    assert submitted["status"] == "submitted"
+
+
+def test_old_block_stops_nothing_while_utility_is_down(client, homes, stack):
+    """The last result is shown, but only a utility that responds now can stop
+    the submission; it checks again when it takes the transfer."""
+    home = homes.make(accounts=[("heat", {"block_reason": "户号涉诉冻结"})])
+    case_id = drive_to_submission(client, home)
+    client.call("GET", f"/cases/{case_id}/transfer-checks")
+    _set_account(stack, home, "heat", block_reason=None, transfer_check_down=True)
+
+    [entry] = client.call("GET", f"/cases/{case_id}/transfer-checks")
+    submitted = client.call("POST", f"/cases/{case_id}/submission", {})
+
+    assert entry["state"] == "unavailable"
+    assert "block" in {item["item"] for item in entry["items"]}
+    assert {item["stops_submission"] for item in entry["items"]} == {False}
+    assert submitted["status"] == "submitted"
+    assert any("暂时无法核验" in warning for warning in submitted["warnings"])
