@@ -60,7 +60,10 @@ def login_with_code(code):
         citizen.id_type = identity.id_type
         citizen.id_number = id_number
         citizen.id_index = data_keys.blind_index(id_number)
-        citizen.phone = identity.phone
+        # A login that shares no number keeps the one shared before, which
+        # the citizen's SMS notices go to.
+        if identity.phone:
+            citizen.phone = identity.phone
         citizen.verified_at = utcnow()
         citizen.save()
         pair = tokens.issue_pair(citizen)

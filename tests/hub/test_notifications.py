@@ -635,3 +635,25 @@ def test_link_wins_a_tie(app, client, homes):
         _decide(f"phone:{notifications.phone_index(phone)}", False, "link", 5)
 
         assert notifications.sms_allowed(recipient) == (False, "opted_out")
+
+
+def test_login_without_phone_keeps_the_number(client, homes):
+    """SMS go to the number a citizen shared once; a later login that shares
+    none must not silence them."""
+    from dataclasses import replace
+
+    person = homes.person()
+    client.login(person)
+    client.call("PUT", "/me/notifications/sms", {"opt_in": True})
+
+    client.login(replace(person, phone=None))
+
+    citizen = (
+        Citizen.select()
+        .where(Citizen.openid.is_null(False))
+        .order_by(Citizen.id.desc())
+        .first()
+    )
+    assert citizen.phone == person.phone
+    choices = client.call("GET", "/me/notifications")
+    assert choices["sms"]["opted_in"] is True
