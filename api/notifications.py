@@ -90,11 +90,12 @@ class ChoicesView(Schema):
 
 
 def _sms_view(caller):
+    """Return the SMS choice that counts, which an opt-out by link may have changed."""
     setting = notice_choices.sms_choice_of(caller)
     phone = setting.phone if setting else None
     if caller.citizen is not None:
         phone = caller.citizen.phone
-    return {"opted_in": setting.opted_in if setting else None, "phone": phone}
+    return {"opted_in": notifications.sms_decision(setting, phone), "phone": phone}
 
 
 def _choices(caller):

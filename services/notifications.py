@@ -340,22 +340,33 @@ def sms_allowed(recipient):
     phone = recipient_phone(recipient)
     if not phone:
         return False, "no_phone"
-    decisions = []
+    own = None
     if recipient.staff is not None:
-        decisions.append(sms_setting(f"staff:{recipient.staff.id}"))
+        own = sms_setting(f"staff:{recipient.staff.id}")
     elif recipient.citizen is not None:
-        decisions.append(sms_setting(f"citizen:{recipient.citizen.id}"))
-    by_link = sms_setting(f"phone:{phone_index(phone)}")
+        own = sms_setting(f"citizen:{recipient.citizen.id}")
+    if sms_decision(own, phone) is False:
+        return False, "opted_out"
+    return True, None
+
+
+def sms_decision(own, phone):
+    """Return the decision that counts for SMS to `phone`, or None if none was made.
+
+    `own` is the person's own setting, if any. Between it and the link's
+    opt-out for the number, the later one counts.
+    """
+    decisions = [own] if own is not None and own.opted_in is not None else []
+    by_link = sms_setting(f"phone:{phone_index(phone)}") if phone else None
     if by_link is not None and by_link.opted_in is False:
         decisions.append(by_link)
-    decisions = [d for d in decisions if d is not None and d.opted_in is not None]
     if not decisions:
-        return True, None
+        return None
     latest = max(
         decisions,
         key=lambda setting: (setting.updated_at, setting.decided_by == "link"),
     )
-    return (True, None) if latest.opted_in else (False, "opted_out")
+    return latest.opted_in
 
 
 def reserve_subscription(recipient, template_key):

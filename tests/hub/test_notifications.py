@@ -652,3 +652,23 @@ def test_login_without_phone_keeps_the_number(client, homes):
     assert citizen.phone == person.phone
     choices = client.call("GET", "/me/notifications")
     assert choices["sms"]["opted_in"] is True
+
+
+def test_settings_show_the_link_opt_out(app, client, homes):
+    """The opt-out page sends people to their settings to turn SMS on again,
+    so the settings show the opt-out the link made."""
+    from services import notice_choices
+
+    person = homes.person()
+    client.login(person)
+    client.call("PUT", "/me/notifications/sms", {"opt_in": True})
+    with app.app_context():
+        token = notice_choices.opt_out_token(person.phone)
+    client.call("POST", "/notifications/sms-opt-out", {"token": token})
+
+    after_link = client.call("GET", "/me/notifications")["sms"]
+    client.call("PUT", "/me/notifications/sms", {"opt_in": True})
+    after_opt_in = client.call("GET", "/me/notifications")["sms"]
+
+    assert after_link["opted_in"] is False
+    assert after_opt_in["opted_in"] is True
