@@ -38,12 +38,18 @@ class SoldTransferView(Schema):
         allow_none=True,
         metadata={"description": "When the utility reported 办结; null before"},
     )
+    return_reason = fields.String(
+        allow_none=True,
+        metadata={"description": "The utility's reason when it returned the transfer"},
+    )
     final_reading = fields.Nested(
         ReadingSchema,
         allow_none=True,
         metadata={
             "description": "The meter reading on the transfer day, where the "
-            "seller's last bill ends; null until the utility sends it"
+            "seller's last bill ends; null until the utility sends it, and for "
+            "a returned or withdrawn transfer, whose account stayed in the "
+            "seller's name"
         },
     )
 

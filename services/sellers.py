@@ -91,6 +91,9 @@ def people(business, role, citizen):
 
 def transfer_view(transfer, reading):
     completed = transfer.status == "completed"
+    # A returned or withdrawn transfer left the account in the seller's name,
+    # so its transfer-day reading ends no bill.
+    moved_away = transfer.status not in ("returned", "withdrawn")
     return {
         "transfer_id": transfer.id,
         "service_org": transfer.utility.service_org,
@@ -101,7 +104,8 @@ def transfer_view(transfer, reading):
         # The status changed last when the utility reported 办结, and the
         # release notice takes the same time.
         "completed_at": transfer.updated_at if completed else None,
-        "final_reading": meter_readings.reading_view(reading),
+        "return_reason": transfer.return_reason,
+        "final_reading": meter_readings.reading_view(reading) if moved_away else None,
     }
 
 

@@ -7,7 +7,11 @@ import { readingBlock } from "/static/citizen/readings.js";
 
 const CASE_TONES = { open: "wait", closed: "good", withdrawn: "bad" };
 
+// A returned or withdrawn transfer left the account in the seller's name.
+const STAYED = new Set(["returned", "withdrawn"]);
+
 function soldTransfer(sale, transfer, onDispute) {
+  const stayed = STAYED.has(transfer.status);
   return h(
     "div",
     { class: "sold-transfer", "data-testid": "sold-transfer", "data-org": transfer.service_org, "data-status": transfer.status },
@@ -16,12 +20,15 @@ function soldTransfer(sale, transfer, onDispute) {
     h(
       "p",
       { "data-testid": "completed-at" },
-      transfer.completed_at ? `办结时间 ${shortTime(transfer.completed_at)}` : "尚未办结",
+      transfer.completed_at ? `办结时间 ${shortTime(transfer.completed_at)}` : stayed ? "户号仍在您的名下" : "尚未办结",
     ),
-    readingBlock(transfer, {
-      waiting: sale.registration_status === "completed",
-      onDispute: () => onDispute(sale, transfer),
-    }),
+    transfer.return_reason ? h("p", { class: "reason", "data-testid": "sold-return-reason" }, `退件原因：${transfer.return_reason}`) : null,
+    stayed
+      ? null
+      : readingBlock(transfer, {
+          waiting: sale.registration_status === "completed",
+          onDispute: () => onDispute(sale, transfer),
+        }),
   );
 }
 

@@ -29,6 +29,7 @@ TRANSFER_KEYS = {
     "status",
     "status_label",
     "completed_at",
+    "return_reason",
     "final_reading",
 }
 
@@ -144,6 +145,23 @@ def test_seller_sees_utility_readings(stack, client, homes, seller_of):
         assert transfer["completed_at"].endswith("+08:00")
     assert by_account[home.accounts[0].account_no]["final_reading"]["unit"] == "m³"
     assert by_account[home.accounts[1].account_no]["utility_kind"] == "gas"
+
+
+def test_returned_transfer_shows_reason_and_no_reading(client, homes, seller_of):
+    """A returned account stays in the seller's name: the seller learns why,
+    and no transfer-day reading ends a bill."""
+    home, case_id = completed_case(
+        client, homes, [("water", {}), ("power", {"direct_debit": True})]
+    )
+
+    shown = seller_of(home).call("GET", f"/previous-owner/cases/{case_id}")
+
+    by_kind = {t["utility_kind"]: t for t in shown["transfers"]}
+    assert by_kind["power"]["status"] == "returned"
+    assert by_kind["power"]["return_reason"] == "原户主银行代扣未解除"
+    assert by_kind["power"]["final_reading"] is None
+    assert by_kind["water"]["return_reason"] is None
+    assert by_kind["water"]["final_reading"] is not None
 
 
 def test_release_notice_lists_reading_beside_completion(
