@@ -445,13 +445,21 @@ function addAccountForm(view) {
   return form;
 }
 
+// Run one step of the case, one at a time: a second tap while a step is
+// under way, such as a double click, sends nothing.
 async function act(view, step) {
+  if (view.busy) return;
+  view.busy = true;
+  main.setAttribute("aria-busy", "true");
   show(view.message);
   try {
     await step();
   } catch (failure) {
     show(view.message, errorBox(failure));
     window.scrollTo({ top: 0 });
+  } finally {
+    view.busy = false;
+    main.removeAttribute("aria-busy");
   }
 }
 

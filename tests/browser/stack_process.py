@@ -295,6 +295,7 @@ def seed(stack):
             stack, homes, [("water", {}), ("power", {})]
         )
         withdrawn_home = homes.make(accounts=[("water", {})])
+        double_click_home = homes.make(accounts=[("water", {})])
         debts_home = homes.make(
             accounts=[
                 ("water", {"arrears_fen": 1500}),
@@ -325,6 +326,7 @@ def seed(stack):
         "sold_home": {**home_view(sold_home), "case_id": sold_case_id},
         "withdrawn_home": home_view(withdrawn_home),
         "debts_home": home_view(debts_home),
+        "double_click_home": home_view(double_click_home),
         "staff": logins,
         "opt_out_phone": opt_out_phone,
     }

@@ -177,6 +177,38 @@ def test_one_code_pays_every_debt(phone_page, stack, screenshots):
     screenshots(page, "citizen-13-pay-all-refund")
 
 
+def test_double_click_sends_one_request(phone_page, stack):
+    page = phone_page
+    home = stack["double_click_home"]
+    sent = []
+    page.on(
+        "request",
+        lambda request: (
+            sent.append(request.url.split("/api/v1")[-1])
+            if request.method == "POST"
+            else None
+        ),
+    )
+    log_in(page, stack, home["buyer"])
+    open_case(page, home["business_no"])
+    account = page.locator(f"[data-testid=account][data-org='{WATER}']")
+
+    account.get_by_test_id("confirm").dblclick()
+    account.get_by_text("✓ 已确认户号信息").wait_for()
+    account.get_by_test_id("read-agreement").click()
+    dialog = page.locator(f"dialog#agreement[open][data-org='{WATER}']")
+    dialog.locator("#agreement-read").check()
+    dialog.get_by_test_id("accept-agreement").click()
+    account.get_by_text("✓ 已同意过户协议").wait_for()
+    page.get_by_test_id("submit-case").dblclick()
+    page.locator("[data-testid=transfer-progress]").first.wait_for()
+
+    assert sum(path.endswith("/confirmation") for path in sent) == 1
+    assert sum(path.endswith("/submission") for path in sent) == 1
+    assert page.get_by_test_id("case-status").inner_text() == "已提交，待登簿"
+    assert page.locator(".error").count() == 0
+
+
 def test_citizen_sees_chinese_error_for_unknown_business(
     phone_page, stack, screenshots
 ):
