@@ -225,7 +225,8 @@ class PaymentShareSchema(Schema):
             "description": "unpaid; credited (went against the debt); paid_twice "
             "(another payment settled the debt first, refunded); paid_late (the "
             "order was closed or the case withdrawn, refunded); refunded "
-            "(credited, then returned when the case was withdrawn)"
+            "(credited, then returned whole when the case was withdrawn or the "
+            "utility could apply none of it)"
         }
     )
     applied_fen = fields.Integer(

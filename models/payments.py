@@ -64,7 +64,8 @@ class PaymentShare(BaseModel):
     utility_payment_id = peewee.CharField(max_length=40)
     # unpaid, credited, paid_twice (another payment settled the debt first),
     # paid_late (the order was closed or the case withdrawn) or refunded
-    # (credited, then returned because the case was withdrawn).
+    # (credited, then returned whole: the case was withdrawn, or the utility
+    # could apply none of it).
     status = peewee.CharField(max_length=16, default="unpaid")
     # What the utility took off the debt, from its response to the report.
     applied_fen = peewee.IntegerField(null=True)

@@ -324,8 +324,12 @@ def _send_payment_report(message):
             Transfer.update(arrears_fen=arrears_fen, arrears_checked_at=utcnow()).where(
                 Transfer.id == share.transfer_id
             ).execute()
+        # A share the utility could apply none of goes back whole.
+        status = "refunded" if applied_fen == 0 else PaymentShare.status
         recorded = (
-            PaymentShare.update(reported_at=utcnow(), applied_fen=applied_fen)
+            PaymentShare.update(
+                reported_at=utcnow(), applied_fen=applied_fen, status=status
+            )
             .where((PaymentShare.id == share.id) & PaymentShare.reported_at.is_null())
             .execute()
         )

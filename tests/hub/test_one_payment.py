@@ -267,6 +267,8 @@ def test_debt_paid_at_the_counter_comes_back(
     answer = client.call("GET", f"/payments/{paid['payment_id']}")
     shares = _shares_by_kind(answer, transfers)
     assert shares["water"]["applied_fen"] == 3100 - refunded_fen
+    expected = "refunded" if refunded_fen == 3100 else "credited"
+    assert shares["water"]["status"] == expected
     assert shares["power"]["applied_fen"] == 5250
     [refund] = answer["refunds"]
     assert refund["amount_fen"] == refunded_fen
