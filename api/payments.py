@@ -91,9 +91,12 @@ def _qr_content(payment_id):
     payment = payments.load_payment(g.caller, payment_id)
     if payment.status != "pending" or not payment.code_url:
         state = views.PAYMENT_STATES.get(payment.status, payment.status)
+        # Someone who has paid must not be told to pay again.
+        paid = payment.status in ("paid", "paid_late", "paid_twice")
+        next_step = "无需再扫码。" if paid else "请重新发起缴费。"
         raise Conflict(
             "payment_not_payable",
-            f"该笔缴费{state}，二维码已不能使用，请重新发起缴费。",
+            f"该笔缴费{state}，二维码已不能使用，{next_step}",
         )
     return payment.code_url
 

@@ -51,7 +51,7 @@ export function openDisputeDialog(dialog, { transfer, path, onSent, onRefused })
     h("h2", { id: "dispute-title" }, "对过户日读数有异议"),
     h("p", {}, `${transfer.service_org} 户号 ${transfer.account_no}`),
     h("p", { class: "muted" }, `读数 ${reading.value} ${reading.unit}，抄表时间 ${shortTime(reading.read_at)}`),
-    h("p", { class: "notice" }, "每个读数只能提出一次异议，买方或原权利人先提出的计入。说明和照片将发送给服务机构核对。"),
+    h("p", { class: "notice" }, "每个读数只能提出一次异议，买方或原权利人先提出的计入。说明会显示在买卖双方的办理进度中，并与照片一起发送给服务机构核对。"),
     h("label", { for: "dispute-note" }, "异议说明"),
     h("textarea", { id: "dispute-note", name: "note", required: true, maxlength: "500", rows: "3", placeholder: "如：交房时表上读数为 1200，与此读数不符" }),
     h("p", { class: "label" }, "表具照片（JPEG 或 PNG，5 MB 以内）"),

@@ -815,7 +815,7 @@ def test_pay_settled_debt(client, homes):
     assert_error(again, 409, "nothing_to_pay")
     assert_error(image, 409, "payment_not_payable")
     assert (
-        image.json()["message"] == "该笔缴费已支付，二维码已不能使用，请重新发起缴费。"
+        image.json()["message"] == "该笔缴费已支付，二维码已不能使用，无需再扫码。"
     )
 
 
