@@ -46,12 +46,23 @@ def serve(port, var_dir):
     click.echo(f"  WeChat Pay sandbox: {stack.peers.wechatpay_url}")
     click.echo(f"  Alipay sandbox: {stack.peers.alipay_url}")
     click.echo(f"  utility simulator: {stack.peers.utility_sim_url}")
+    click.echo(f"  subscribe-message sandbox: {stack.peers.subscribe_url}")
+    click.echo(f"  SMS sandbox (GET /_sandbox/messages): {stack.peers.sms_url}")
     click.echo(f"  partner secrets: {Path(var_dir) / 'hub-partners.json'}")
-    click.echo("Demo businesses and their registration status; log in as an owner:")
-    for business_no, status, owners in buyers:
+    click.echo(
+        "Demo businesses and their registration status; log in as an owner, "
+        "or as a seller for 我出售的房屋:"
+    )
+    for business_no, status, owners, sellers in buyers:
         click.echo(f"  {business_no}  {status}")
         for owner in owners:
-            click.echo(f"      {owner.name}  {owner.id_type}  {owner.id_number}")
+            click.echo(
+                f"      owner   {owner.name}  {owner.id_type}  {owner.id_number}"
+            )
+        for seller in sellers:
+            click.echo(
+                f"      seller  {seller.name}  {seller.id_type}  {seller.id_number}"
+            )
     click.echo("Demo staff (POST /api/v1/auth/login); passwords change at each start:")
     for member in made:
         click.echo(
@@ -87,7 +98,11 @@ def register_demo_businesses(stack):
                 scenario.business_no, scenarios.business_payload(scenario, status)
             )
         owners = [scenario.buyer, *scenario.co_owners]
-        buyers.append((scenario.business_no, status, owners))
+        # A developer selling a new home is a company and cannot log in.
+        sellers = [
+            seller for seller in scenario.sellers if seller.id_type == "居民身份证"
+        ]
+        buyers.append((scenario.business_no, status, owners, sellers))
     return buyers
 
 
