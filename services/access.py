@@ -210,7 +210,11 @@ def case_for(caller, case_id, action="view"):
 
 
 def transfer_for(caller, case_id, transfer_id, action="view"):
-    case = case_for(caller, case_id, action)
+    return transfer_of(case_for(caller, case_id, action), transfer_id)
+
+
+def transfer_of(case, transfer_id):
+    """Return the case's transfer with this id, or raise NotFound."""
     transfer = None
     if is_storable_id(transfer_id):
         transfer = Transfer.get_or_none(

@@ -60,15 +60,7 @@ def case_for(caller, case_id):
 
 def transfer_for(caller, case_id, transfer_id):
     """Return a transfer of a case the caller sold, or raise NotFound."""
-    case = case_for(caller, case_id)
-    transfer = None
-    if is_storable_id(transfer_id):
-        transfer = Transfer.get_or_none(
-            (Transfer.id == transfer_id) & (Transfer.case == case)
-        )
-    if transfer is None:
-        raise NotFound("transfer_not_found", "该联办事项下没有此户号的过户记录。")
-    return transfer
+    return access.transfer_of(case_for(caller, case_id), transfer_id)
 
 
 def people(business, role, citizen):
