@@ -91,7 +91,7 @@ def _qr_content(payment_id):
     payment = payments.load_payment(g.caller, payment_id)
     if payment.status != "pending" or not payment.code_url:
         state = views.PAYMENT_STATES.get(payment.status, payment.status)
-        # Someone who has paid must not be told to pay again.
+        # A payer who has paid is not asked to pay again.
         paid = payment.status in ("paid", "paid_late", "paid_twice")
         next_step = "无需再扫码。" if paid else "请重新发起缴费。"
         raise Conflict(

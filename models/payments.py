@@ -13,7 +13,7 @@ class Payment(BaseModel):
 
     The order's amount is the sum of its shares. `transfer` names the
     transfer when the order pays exactly one, as the per-account endpoint
-    creates them; an order for several accounts leaves it empty.
+    creates them. An order for several accounts leaves it empty.
     """
 
     case = peewee.ForeignKeyField(Case, backref="payments", null=True)

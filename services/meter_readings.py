@@ -172,8 +172,8 @@ def dispute(transfer, note, photo):
             "请说明读数有何异议（1 至 500 字）。",
             errors={"note": ["must be 1 to 500 characters"]},
         )
-    # The reading is checked first, so that nobody fixes a photo only to
-    # learn that the reading cannot be disputed.
+    # The reading is checked first, so that a person does not fix a photo
+    # only to learn that the reading cannot be disputed.
     _require_disputable(transfer)
     kind = photo_type(photo)
     if kind is None:

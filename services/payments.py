@@ -120,9 +120,9 @@ def _order_for(case, owed, read_at, provider):
     first, so that only one code can ever be paid for a debt.
     """
     _require_within_limit(owed)
-    wanted = {transfer.id: arrears for transfer, arrears in owed}
-    for payment in _pending(wanted):
-        reusable = _debts(payment) == wanted and payment.provider == provider
+    debts = {transfer.id: arrears for transfer, arrears in owed}
+    for payment in _pending(debts):
+        reusable = _debts(payment) == debts and payment.provider == provider
         if reusable and payment.expires_at > utcnow():
             return payment, False
         close_payment(payment)
@@ -212,7 +212,7 @@ def _create(case, owed, read_at, provider):
     # can never arrive for an order the hub does not know.
     try:
         with transaction():
-            # Orders of one case are made one at a time; the partial unique
+            # Orders of one case are made one at a time. The partial unique
             # index also keeps one open single-account order per transfer.
             locked(Case.select().where(Case.id == case.id)).get()
             transfer_ids = [transfer.id for transfer, _ in owed]
@@ -352,7 +352,7 @@ def fail_stalled_orders(older_than_seconds=600):
 
     An order is `creating` only while its request waits for the provider's
     code. One still there after `older_than_seconds` lost its request, as
-    when the process died, and nobody ever saw its code. Return how many.
+    when the process died, so its code was never shown. Return how many.
     """
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
     stalled = list(

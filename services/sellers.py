@@ -5,7 +5,7 @@ previous_owner role on the case's registration business. That covers gifts
 and inheritance as well as sales. They see, per transfer, the utility, the
 account number, its status and completion time, and the final meter reading,
 which is where their last bill ends. They may dispute that reading under the
-same rule as the buyer: one dispute per reading, whoever sends it first.
+same rule as the buyer: one dispute per reading, the first from either side.
 Nothing else of the buyer's is shown, and the buyer's names are masked.
 
 A case that the caller did not sell gets the same response as a case that

@@ -181,7 +181,7 @@ def refundable_fen(payment, share=None):
 def queue_refund(payment, reason, share=None, amount_fen=None):
     """Record a refund and write the message that sends it.
 
-    Without `amount_fen` it returns what is left of the share, or of the
+    Without `amount_fen` it refunds what is left of the share, or of the
     whole order without a share. Return the refund, or None if nothing is left.
     """
     if amount_fen is None:
@@ -214,7 +214,7 @@ def queue_refund(payment, reason, share=None, amount_fen=None):
 
 
 def refund_excess(share, amount_fen):
-    """Return what a utility did not need of a share, because the debt was smaller.
+    """Refund the part of a share that the utility could not apply to the debt.
 
     The debt was paid in part or in full at the utility's counter after the
     order was made. Call it inside the transaction that records the report.

@@ -134,7 +134,7 @@ def state_of(transfer):
 
 
 def view(transfer, state=None):
-    """Return the transfer's check as the applicant sees it.
+    """Return the transfer's check as the applicant reads it.
 
     When the utility does not respond now (`unavailable`), the last result
     it gave is shown for what it was, but stops nothing: the submission goes

@@ -693,7 +693,7 @@ function startPayment(view, answer, provider) {
   });
 }
 
-// What went back to the payer, such as a debt already paid at the counter.
+// Build a line for each refund, such as a debt already paid at the counter.
 function refundLines(payment) {
   return payment.refunds.map((refund) =>
     h(

@@ -10,6 +10,12 @@ const CASE_TONES = { open: "wait", closed: "good", withdrawn: "bad" };
 // A returned or withdrawn transfer left the account in the seller's name.
 const STAYED = new Set(["returned", "withdrawn"]);
 
+function completionText(transfer, stayed) {
+  if (transfer.completed_at) return `办结时间 ${shortTime(transfer.completed_at)}`;
+  if (stayed) return "户号仍在您的名下";
+  return "尚未办结";
+}
+
 function soldTransfer(sale, transfer, onDispute) {
   const stayed = STAYED.has(transfer.status);
   return h(
@@ -20,7 +26,7 @@ function soldTransfer(sale, transfer, onDispute) {
     h(
       "p",
       { "data-testid": "completed-at" },
-      transfer.completed_at ? `办结时间 ${shortTime(transfer.completed_at)}` : stayed ? "户号仍在您的名下" : "尚未办结",
+      completionText(transfer, stayed),
     ),
     transfer.return_reason ? h("p", { class: "reason", "data-testid": "sold-return-reason" }, `退件原因：${transfer.return_reason}`) : null,
     stayed

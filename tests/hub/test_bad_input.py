@@ -814,12 +814,10 @@ def test_pay_settled_debt(client, homes):
 
     assert_error(again, 409, "nothing_to_pay")
     assert_error(image, 409, "payment_not_payable")
-    assert (
-        image.json()["message"] == "该笔缴费已支付，二维码已不能使用，无需再扫码。"
-    )
+    assert image.json()["message"] == "该笔缴费已支付，二维码已不能使用，无需再扫码。"
 
 
-def test_every_payment_state_has_a_name_for_the_payer():
+def test_payment_states_named():
     from api.views import PAYMENT_STATES
     from tests.hub.test_columns import PAYMENT_STATES as STORED
 

@@ -252,7 +252,7 @@ def test_bad_choice_is_refused(client, homes, choice, status, code):
     [(3100, 3100), (1000, 1000), (1, 1), (3099, 3099), (9000, 3100)],
     ids=["whole_debt", "part", "one_fen", "all_but_one_fen", "more_than_debt"],
 )
-def test_debt_paid_at_the_counter_comes_back(
+def test_counter_paid_part_refunded(
     client, homes, stack, app, counter_fen, refunded_fen
 ):
     """The water debt is paid at the counter after the order was made."""
@@ -335,7 +335,7 @@ def test_report_repeated_refunds_once(client, homes, stack, app):
     assert [refund.amount_fen for refund in refunds] == [3100]
 
 
-def test_withdrawal_returns_what_is_left_of_each_share(client, homes, stack):
+def test_withdrawal_refunds_each_share_rest(client, homes, stack):
     case_id, transfers = _case(client, homes)
     payment = client.call("POST", f"/cases/{case_id}/payments", {})
     _counter(stack, "water", transfers["water"]["account_no"], 1000)
@@ -407,7 +407,7 @@ class _Share:
 @pytest.mark.parametrize(
     "applied", [-1, 3101, "3100", 3100.0, True, [3100], {"fen": 1}]
 )
-def test_garbage_applied_amount_is_retried(applied):
+def test_invalid_applied_amount_retried(applied):
     with pytest.raises(PartnerError):
         delivery._applied_fen({"applied_fen": applied}, _Share(), "water")
 
@@ -478,7 +478,7 @@ def test_later_bill_is_paid_not_refunded(client, homes, stack, first, counter_fe
     assert arrears["state"] == "clear"
 
 
-def test_two_orders_for_one_debt_refund_the_second(client, homes, stack, app):
+def test_second_order_for_debt_refunded(client, homes, stack, app):
     """Two orders open for the same unbooked debt, as after a lost close: the
     second payment to settle is refunded by itself."""
     case_id, transfers = _case(client, homes)
@@ -514,7 +514,7 @@ def test_two_orders_for_one_debt_refund_the_second(client, homes, stack, app):
     assert refund.reason == "欠费已由另一笔缴费结清"
 
 
-def test_sum_over_the_limit_is_paid_per_account(client, homes, app):
+def test_order_over_limit_rejected(client, homes, app):
     limit = app.config["PAYMENT_MAX_FEN"]
     arrears = {"water": limit // 2 + 1, "power": limit // 2 + 1}
     case_id, transfers = _case(client, homes, arrears)
